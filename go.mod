@@ -1,0 +1,3 @@
+module github.com/imagestore/imagestore
+
+go 1.26

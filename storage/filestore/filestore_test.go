@@ -1,0 +1,143 @@
+package filestore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagestore/imagestore/storage"
+	"github.com/imagestore/imagestore/storage/filestore"
+	"github.com/imagestore/imagestore/storage/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storage.Store {
+		s, err := filestore.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = filestore.Open(dir)
+	if !errors.Is(err, filestore.ErrLocked) {
+		t.Fatalf("second Open error = %v, want ErrLocked", err)
+	}
+	if !strings.Contains(err.Error(), "another imagestore process") {
+		t.Errorf("message %q does not say what is wrong", err)
+	}
+	s.Close()
+	s2, err := filestore.Open(dir)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	s2.Close()
+}
+
+// TestLockReleasedWhenHolderIsKilled starts a process that holds the folder,
+// kills it with SIGKILL, and opens the folder again: a crash never leaves a
+// stale lock behind.
+func TestLockReleasedWhenHolderIsKilled(t *testing.T) {
+	if dir := os.Getenv("FILESTORE_HOLD"); dir != "" {
+		if _, err := filestore.Open(dir); err != nil {
+			os.Exit(3)
+		}
+		os.Stdout.WriteString("held\n")
+		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockReleasedWhenHolderIsKilled$")
+	cmd.Env = append(os.Environ(), "FILESTORE_HOLD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := out.Read(buf); err != nil || string(buf) != "held\n" {
+		t.Fatalf("holder did not start: %q %v", buf, err)
+	}
+	if _, err := filestore.Open(dir); !errors.Is(err, filestore.ErrLocked) {
+		t.Fatalf("Open while another process holds the folder: %v, want ErrLocked", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	s, err := filestore.Open(dir)
+	if err != nil {
+		t.Fatalf("Open after the holder was killed: %v", err)
+	}
+	s.Close()
+}
+
+func TestOpenRemovesTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "blobs/u/a", bytes.NewReader([]byte("kept")), storage.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// What a crash between create and rename leaves.
+	leftover := filepath.Join(dir, "objects", "blobs", "u", ".tmp-123456")
+	if err := os.WriteFile(leftover, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = filestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temporary file survived Open: %v", err)
+	}
+	rc, _, err := s.Get(ctx, "blobs/u/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+}
+
+// TestValuesArePlainFiles checks the layout that operators see: one file per
+// key under objects/, holding exactly the value, and no temporary files
+// after a write, successful or not.
+func TestValuesArePlainFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "x/y.json", strings.NewReader("{}"), storage.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Put(ctx, "x/y.json", strings.NewReader("{}"), storage.Cond{IfAbsent: true}) // refused
+	b, err := os.ReadFile(filepath.Join(dir, "objects", "x", "y.json"))
+	if err != nil || string(b) != "{}" {
+		t.Fatalf("file holds %q, %v", b, err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "objects", "x"))
+	if len(ents) != 1 {
+		t.Fatalf("folder holds %d entries, want 1 (no temporary files left)", len(ents))
+	}
+}

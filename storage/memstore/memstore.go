@@ -1,0 +1,167 @@
+// Package memstore is a storage.Store held in process memory: for tests, and
+// for trying imagestore without touching the disk. Nothing survives the
+// process.
+package memstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imagestore/imagestore/storage"
+)
+
+type object struct {
+	data    []byte
+	etag    string
+	modTime time.Time
+}
+
+// Store is an in-memory storage.Store. The zero value is not usable; call New.
+type Store struct {
+	mu      sync.RWMutex
+	objects map[string]object
+	gen     uint64
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{objects: make(map[string]object)}
+}
+
+var _ storage.Store = (*Store)(nil)
+
+func keyErr(key string) error {
+	return fmt.Errorf("%w: %q", storage.ErrInvalidKey, key)
+}
+
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, storage.Attrs, error) {
+	if !storage.ValidKey(key) {
+		return nil, storage.Attrs{}, keyErr(key)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, storage.Attrs{}, err
+	}
+	s.mu.RLock()
+	o, ok := s.objects[key]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, storage.Attrs{}, fmt.Errorf("get %s: %w", key, storage.ErrNotFound)
+	}
+	// o.data is never modified after it is stored, so sharing it is safe.
+	return io.NopCloser(bytes.NewReader(o.data)), attrs(o), nil
+}
+
+// Stat implements storage.Store.
+func (s *Store) Stat(ctx context.Context, key string) (storage.Attrs, error) {
+	if !storage.ValidKey(key) {
+		return storage.Attrs{}, keyErr(key)
+	}
+	s.mu.RLock()
+	o, ok := s.objects[key]
+	s.mu.RUnlock()
+	if !ok {
+		return storage.Attrs{}, fmt.Errorf("stat %s: %w", key, storage.ErrNotFound)
+	}
+	return attrs(o), nil
+}
+
+func attrs(o object) storage.Attrs {
+	return storage.Attrs{Size: int64(len(o.data)), ETag: o.etag, ModTime: o.modTime}
+}
+
+// Put implements storage.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.Cond) (storage.Attrs, error) {
+	if !storage.ValidKey(key) {
+		return storage.Attrs{}, keyErr(key)
+	}
+	if err := storage.CheckCond(cond, false); err != nil {
+		return storage.Attrs{}, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return storage.Attrs{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.Attrs{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(key, cond); err != nil {
+		return storage.Attrs{}, err
+	}
+	s.gen++
+	o := object{data: data, etag: fmt.Sprintf("m%d", s.gen), modTime: time.Now()}
+	s.objects[key] = o
+	return attrs(o), nil
+}
+
+// check reports whether cond holds for key. s.mu must be held.
+func (s *Store) check(key string, cond storage.Cond) error {
+	cur, exists := s.objects[key]
+	switch {
+	case cond.IfAbsent && exists:
+		return fmt.Errorf("put %s: exists: %w", key, storage.ErrPrecondition)
+	case cond.IfMatch != "" && (!exists || cur.etag != cond.IfMatch):
+		return fmt.Errorf("%s: etag differs: %w", key, storage.ErrPrecondition)
+	}
+	return nil
+}
+
+// Delete implements storage.Store.
+func (s *Store) Delete(ctx context.Context, key string, cond storage.Cond) error {
+	if !storage.ValidKey(key) {
+		return keyErr(key)
+	}
+	if err := storage.CheckCond(cond, true); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(key, cond); err != nil {
+		return err
+	}
+	if _, ok := s.objects[key]; !ok {
+		return fmt.Errorf("delete %s: %w", key, storage.ErrNotFound)
+	}
+	delete(s.objects, key)
+	return nil
+}
+
+// List implements storage.Store.
+func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		if !storage.ValidPrefix(prefix) {
+			yield("", keyErr(prefix))
+			return
+		}
+		s.mu.RLock()
+		var keys []string
+		for k := range s.objects {
+			if strings.HasPrefix(k, prefix) {
+				keys = append(keys, k)
+			}
+		}
+		s.mu.RUnlock()
+		slices.Sort(keys)
+		for _, k := range keys {
+			if err := ctx.Err(); err != nil {
+				yield("", err)
+				return
+			}
+			if !yield(k, nil) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,142 @@
+// Package storage defines the one interface every imagestore backend
+// implements: a flat key/value store of byte streams with conditional writes.
+//
+// The interface is deliberately small, so that a directory on a local disk
+// (package filestore), process memory (package memstore) and an S3-compatible
+// object store can all implement it, and everything above it (the domain
+// rules in package domain) works unchanged on each. Conditional writes follow
+// the semantics of S3's If-None-Match: * (create if absent) and If-Match
+// (replace if unchanged); they are what the domain uses instead of locks to
+// keep its invariants when several writers race.
+//
+// Keys are chosen by the program, never by users: see ValidKey. The shared
+// conformance suite in package storetest states the contract as tests.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned (possibly wrapped) when a key does not exist.
+	ErrNotFound = errors.New("storage: key not found")
+	// ErrPrecondition is returned when a conditional write or delete did not
+	// happen because its condition was false: the key existed for IfAbsent,
+	// or its current ETag differed (or the key was missing) for IfMatch.
+	ErrPrecondition = errors.New("storage: precondition failed")
+	// ErrInvalidKey is returned for a key that ValidKey rejects.
+	ErrInvalidKey = errors.New("storage: invalid key")
+	// ErrInsufficientStorage is returned when the backend has no room left
+	// for a write (ENOSPC on a disk, for example).
+	ErrInsufficientStorage = errors.New("storage: insufficient storage")
+)
+
+// Attrs describes one stored value.
+type Attrs struct {
+	// Size is the length of the value in bytes.
+	Size int64
+	// ETag identifies this version of the value: any successful Put of the
+	// key gives it a different ETag. It is opaque: compare it, never parse it.
+	ETag string
+	// ModTime is when this version was written, as far as the backend knows.
+	ModTime time.Time
+}
+
+// Cond makes a Put or a Delete conditional. The zero Cond is unconditional.
+// At most one of its fields may be set.
+type Cond struct {
+	// IfAbsent makes a Put succeed only if the key does not exist
+	// (S3's If-None-Match: *). Of many concurrent such Puts of one key,
+	// exactly one succeeds; the others return ErrPrecondition.
+	IfAbsent bool
+	// IfMatch makes the operation succeed only if the key exists and its
+	// current ETag equals IfMatch (S3's If-Match). Of many concurrent such
+	// operations with the same ETag, at most one succeeds.
+	IfMatch string
+}
+
+// Store is a flat namespace of keys, each holding a byte stream.
+//
+// Every method is safe for concurrent use. Values are written atomically and
+// durably: a reader sees either the whole old value or the whole new one,
+// never a mix or a prefix, and when Put returns nil the value survives a crash
+// of the process or the machine.
+type Store interface {
+	// Get opens the value of key for reading, with its attributes. It returns
+	// ErrNotFound if the key does not exist. The caller must close the reader.
+	// The reader yields exactly the version that the returned Attrs describe,
+	// even if the key is replaced or deleted while it is being read.
+	Get(ctx context.Context, key string) (io.ReadCloser, Attrs, error)
+
+	// Stat returns the attributes of key's value, or ErrNotFound.
+	Stat(ctx context.Context, key string) (Attrs, error)
+
+	// Put stores everything read from r under key, if cond holds, and returns
+	// the new attributes. If r fails, ctx is cancelled or cond is false, the
+	// previous value (or absence) is left exactly as it was, and the error is
+	// returned: ErrPrecondition for a false condition, otherwise r's or the
+	// backend's error. Put never closes r.
+	Put(ctx context.Context, key string, r io.Reader, cond Cond) (Attrs, error)
+
+	// Delete removes key if cond holds (IfAbsent is not allowed). It returns
+	// ErrNotFound if the key does not exist and cond is unconditional, and
+	// ErrPrecondition if cond.IfMatch is set and the key is missing or has
+	// another ETag.
+	Delete(ctx context.Context, key string, cond Cond) error
+
+	// List yields, in ascending byte order, every key that begins with
+	// prefix. A key written or deleted during the listing may or may not be
+	// yielded. On an error it yields ("", err) once and stops.
+	List(ctx context.Context, prefix string) iter.Seq2[string, error]
+}
+
+// MaxKeyLen is the longest key ValidKey accepts.
+const MaxKeyLen = 512
+
+// ValidKey reports whether key is acceptable to every store: one or more
+// slash-separated segments, each made of [a-z0-9._-], none of them empty, "."
+// or "..", and none starting with a dot (names starting with a dot are kept
+// for the backends' own files, such as temporary files). Such keys map to
+// file names and object names without any escaping.
+func ValidKey(key string) bool {
+	if key == "" || len(key) > MaxKeyLen {
+		return false
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		if seg == "" || seg[0] == '.' {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ValidPrefix reports whether prefix can be passed to List: empty, or a valid
+// key optionally followed by a slash.
+func ValidPrefix(prefix string) bool {
+	if prefix == "" {
+		return true
+	}
+	return ValidKey(strings.TrimSuffix(prefix, "/"))
+}
+
+// CheckCond returns an error if cond is malformed for the operation.
+func CheckCond(cond Cond, isDelete bool) error {
+	if cond.IfAbsent && cond.IfMatch != "" {
+		return errors.New("storage: IfAbsent and IfMatch are exclusive")
+	}
+	if isDelete && cond.IfAbsent {
+		return errors.New("storage: IfAbsent is meaningless for Delete")
+	}
+	return nil
+}

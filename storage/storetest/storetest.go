@@ -1,0 +1,477 @@
+// Package storetest is the conformance suite for storage.Store: every store
+// runs it, with a test file of a few lines:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storage.Store { return memstore.New() })
+//	}
+//
+// The suite states the contract of the interface as executable checks,
+// concurrent conditional writes included.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/imagestore/imagestore/storage"
+)
+
+// Run runs every conformance test. newStore must return an empty store; it
+// is called once per subtest.
+func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, storage.Store)
+	}{
+		{"GetMissing", testGetMissing},
+		{"PutGet", testPutGet},
+		{"Overwrite", testOverwrite},
+		{"LargeValue", testLargeValue},
+		{"EmptyValue", testEmptyValue},
+		{"IfAbsent", testIfAbsent},
+		{"IfMatch", testIfMatch},
+		{"ETagChangesOnEveryPut", testETagChanges},
+		{"Delete", testDelete},
+		{"DeleteIfMatch", testDeleteIfMatch},
+		{"FailedReaderKeepsOldValue", testFailedReader},
+		{"CancelledContextKeepsOldValue", testCancelled},
+		{"ReaderSurvivesReplace", testReaderSurvivesReplace},
+		{"List", testList},
+		{"InvalidKeys", testInvalidKeys},
+		{"BadConditions", testBadConds},
+		{"ConcurrentIfAbsent", testConcurrentIfAbsent},
+		{"ConcurrentCompareAndSwap", testConcurrentCAS},
+		{"ConcurrentReadersSeeWholeValues", testAtomicReplace},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+var ctx = context.Background()
+
+func put(t *testing.T, s storage.Store, key, val string, cond storage.Cond) storage.Attrs {
+	t.Helper()
+	a, err := s.Put(ctx, key, bytes.NewReader([]byte(val)), cond)
+	if err != nil {
+		t.Fatalf("Put(%q): %v", key, err)
+	}
+	if a.Size != int64(len(val)) {
+		t.Fatalf("Put(%q) size = %d, want %d", key, a.Size, len(val))
+	}
+	if a.ETag == "" {
+		t.Fatalf("Put(%q) returned an empty ETag", key)
+	}
+	return a
+}
+
+func get(t *testing.T, s storage.Store, key string) (string, storage.Attrs) {
+	t.Helper()
+	rc, a, err := s.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reading %q: %v", key, err)
+	}
+	if int64(len(b)) != a.Size {
+		t.Fatalf("Get(%q): read %d bytes, Attrs.Size = %d", key, len(b), a.Size)
+	}
+	return string(b), a
+}
+
+func wantNotFound(t *testing.T, s storage.Store, key string) {
+	t.Helper()
+	if rc, _, err := s.Get(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Fatalf("Get(%q) error = %v, want ErrNotFound", key, err)
+	}
+	if _, err := s.Stat(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Stat(%q) error = %v, want ErrNotFound", key, err)
+	}
+}
+
+func testGetMissing(t *testing.T, s storage.Store) {
+	wantNotFound(t, s, "missing")
+	wantNotFound(t, s, "no/such/key")
+	put(t, s, "dir/child", "x", storage.Cond{})
+	// A prefix of a key is not itself a key, even where it is a folder on disk.
+	wantNotFound(t, s, "dir")
+	wantNotFound(t, s, "dir/child/grandchild")
+}
+
+func testPutGet(t *testing.T, s storage.Store) {
+	a := put(t, s, "users/abc.json", `{"a":1}`, storage.Cond{})
+	got, ga := get(t, s, "users/abc.json")
+	if got != `{"a":1}` {
+		t.Fatalf("got %q, want %q", got, `{"a":1}`)
+	}
+	if ga.ETag != a.ETag {
+		t.Fatalf("Get ETag %q, Put returned %q", ga.ETag, a.ETag)
+	}
+	st, err := s.Stat(ctx, "users/abc.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ETag != a.ETag || st.Size != 7 {
+		t.Fatalf("Stat = %+v, want ETag %q size 7", st, a.ETag)
+	}
+	if st.ModTime.IsZero() {
+		t.Fatal("Stat: zero ModTime")
+	}
+}
+
+func testOverwrite(t *testing.T, s storage.Store) {
+	put(t, s, "k", "first value", storage.Cond{})
+	put(t, s, "k", "2nd", storage.Cond{})
+	if got, _ := get(t, s, "k"); got != "2nd" {
+		t.Fatalf("got %q, want %q", got, "2nd")
+	}
+}
+
+func testLargeValue(t *testing.T, s storage.Store) {
+	data := make([]byte, 5<<20+123)
+	rand.Read(data)
+	if _, err := s.Put(ctx, "big", bytes.NewReader(data), storage.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := get(t, s, "big")
+	if !bytes.Equal([]byte(got), data) {
+		t.Fatal("large value came back different")
+	}
+}
+
+func testEmptyValue(t *testing.T, s storage.Store) {
+	put(t, s, "empty", "", storage.Cond{})
+	if got, a := get(t, s, "empty"); got != "" || a.Size != 0 {
+		t.Fatalf("got %q (size %d), want empty", got, a.Size)
+	}
+}
+
+func testIfAbsent(t *testing.T, s storage.Store) {
+	a := put(t, s, "once", "first", storage.Cond{IfAbsent: true})
+	_, err := s.Put(ctx, "once", bytes.NewReader([]byte("second")), storage.Cond{IfAbsent: true})
+	if !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("second IfAbsent Put error = %v, want ErrPrecondition", err)
+	}
+	got, ga := get(t, s, "once")
+	if got != "first" || ga.ETag != a.ETag {
+		t.Fatalf("after refused Put: %q %q, want %q %q", got, ga.ETag, "first", a.ETag)
+	}
+	// After a delete the key is absent again.
+	if err := s.Delete(ctx, "once", storage.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "once", "third", storage.Cond{IfAbsent: true})
+}
+
+func testIfMatch(t *testing.T, s storage.Store) {
+	if _, err := s.Put(ctx, "cas", bytes.NewReader(nil), storage.Cond{IfMatch: "nope"}); !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("IfMatch on a missing key: error = %v, want ErrPrecondition", err)
+	}
+	wantNotFound(t, s, "cas")
+	a1 := put(t, s, "cas", "v1", storage.Cond{})
+	a2 := put(t, s, "cas", "v2", storage.Cond{IfMatch: a1.ETag})
+	if _, err := s.Put(ctx, "cas", bytes.NewReader([]byte("stale")), storage.Cond{IfMatch: a1.ETag}); !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("IfMatch with a stale ETag: error = %v, want ErrPrecondition", err)
+	}
+	if got, ga := get(t, s, "cas"); got != "v2" || ga.ETag != a2.ETag {
+		t.Fatalf("got %q %q, want v2 %q", got, ga.ETag, a2.ETag)
+	}
+}
+
+func testETagChanges(t *testing.T, s storage.Store) {
+	// Same size, same content, written back to back: still a new version.
+	seen := map[string]bool{}
+	for i := range 50 {
+		a := put(t, s, "same", "constant", storage.Cond{})
+		if seen[a.ETag] {
+			t.Fatalf("Put #%d reused ETag %q", i, a.ETag)
+		}
+		seen[a.ETag] = true
+		// Delete and recreate too: a recreated key must not get an old ETag.
+		if i%2 == 0 {
+			if err := s.Delete(ctx, "same", storage.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func testDelete(t *testing.T, s storage.Store) {
+	put(t, s, "gone/soon", "x", storage.Cond{})
+	if err := s.Delete(ctx, "gone/soon", storage.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	wantNotFound(t, s, "gone/soon")
+	if err := s.Delete(ctx, "gone/soon", storage.Cond{}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("second Delete error = %v, want ErrNotFound", err)
+	}
+}
+
+func testDeleteIfMatch(t *testing.T, s storage.Store) {
+	a1 := put(t, s, "d", "v1", storage.Cond{})
+	put(t, s, "d", "v2", storage.Cond{})
+	if err := s.Delete(ctx, "d", storage.Cond{IfMatch: a1.ETag}); !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("Delete with a stale ETag: error = %v, want ErrPrecondition", err)
+	}
+	if got, _ := get(t, s, "d"); got != "v2" {
+		t.Fatalf("refused Delete changed the value to %q", got)
+	}
+	_, a := get(t, s, "d")
+	if err := s.Delete(ctx, "d", storage.Cond{IfMatch: a.ETag}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "d", storage.Cond{IfMatch: a.ETag}); !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("IfMatch Delete of a missing key: error = %v, want ErrPrecondition", err)
+	}
+}
+
+type failingReader struct {
+	n   int
+	err error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, f.err
+	}
+	n := min(len(p), f.n)
+	clear(p[:n])
+	f.n -= n
+	return n, nil
+}
+
+func testFailedReader(t *testing.T, s storage.Store) {
+	boom := errors.New("client went away")
+	// A failing write of a new key leaves nothing.
+	if _, err := s.Put(ctx, "new", &failingReader{1000, boom}, storage.Cond{}); !errors.Is(err, boom) {
+		t.Fatalf("Put error = %v, want the reader's error", err)
+	}
+	wantNotFound(t, s, "new")
+	// A failing replacement leaves the old value.
+	a := put(t, s, "old", "keep me", storage.Cond{})
+	if _, err := s.Put(ctx, "old", &failingReader{1 << 20, boom}, storage.Cond{IfMatch: a.ETag}); !errors.Is(err, boom) {
+		t.Fatalf("Put error = %v, want the reader's error", err)
+	}
+	if got, ga := get(t, s, "old"); got != "keep me" || ga.ETag != a.ETag {
+		t.Fatalf("after a failed Put: %q %q, want %q %q", got, ga.ETag, "keep me", a.ETag)
+	}
+	assertKeys(t, s, "", []string{"old"})
+}
+
+func testCancelled(t *testing.T, s storage.Store) {
+	put(t, s, "c", "before", storage.Cond{})
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Put(cctx, "c", bytes.NewReader([]byte("after")), storage.Cond{}); err == nil {
+		t.Fatal("Put with a cancelled context succeeded")
+	}
+	if got, _ := get(t, s, "c"); got != "before" {
+		t.Fatalf("got %q, want %q", got, "before")
+	}
+}
+
+func testReaderSurvivesReplace(t *testing.T, s storage.Store) {
+	put(t, s, "r", "old version", storage.Cond{})
+	rc, _, err := s.Get(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	put(t, s, "r", "new version!", storage.Cond{})
+	if err := s.Delete(ctx, "r", storage.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "old version" {
+		t.Fatalf("open reader yielded %q, want %q", b, "old version")
+	}
+}
+
+func assertKeys(t *testing.T, s storage.Store, prefix string, want []string) {
+	t.Helper()
+	var got []string
+	for k, err := range s.List(ctx, prefix) {
+		if err != nil {
+			t.Fatalf("List(%q): %v", prefix, err)
+		}
+		got = append(got, k)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("List(%q) = %q, want %q", prefix, got, want)
+	}
+}
+
+func testList(t *testing.T, s storage.Store) {
+	assertKeys(t, s, "", nil)
+	assertKeys(t, s, "nothing/", nil)
+	for _, k := range []string{"a/b", "a-b", "a/c/d", "ab", "b", "a.x"} {
+		put(t, s, k, k, storage.Cond{})
+	}
+	assertKeys(t, s, "", []string{"a-b", "a.x", "a/b", "a/c/d", "ab", "b"})
+	assertKeys(t, s, "a/", []string{"a/b", "a/c/d"})
+	assertKeys(t, s, "a", []string{"a-b", "a.x", "a/b", "a/c/d", "ab"})
+	assertKeys(t, s, "a/c", []string{"a/c/d"})
+	assertKeys(t, s, "zzz", nil)
+	// Stopping early is allowed.
+	for range s.List(ctx, "") {
+		break
+	}
+}
+
+func testInvalidKeys(t *testing.T, s storage.Store) {
+	for _, k := range []string{"", "/abs", "a//b", "../x", "a/../b", "a/./b", ".hidden", "a/.tmp-1", "UPPER", "sp ace", "a\\b", "nul\x00", "trailing/", "é"} {
+		if _, err := s.Put(ctx, k, bytes.NewReader(nil), storage.Cond{}); !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("Put(%q) error = %v, want ErrInvalidKey", k, err)
+		}
+		if _, _, err := s.Get(ctx, k); !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("Get(%q) error = %v, want ErrInvalidKey", k, err)
+		}
+		if err := s.Delete(ctx, k, storage.Cond{}); !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("Delete(%q) error = %v, want ErrInvalidKey", k, err)
+		}
+	}
+	for _, p := range []string{"../", "/", "a//"} {
+		for _, err := range s.List(ctx, p) {
+			if !errors.Is(err, storage.ErrInvalidKey) {
+				t.Errorf("List(%q) error = %v, want ErrInvalidKey", p, err)
+			}
+		}
+	}
+}
+
+func testBadConds(t *testing.T, s storage.Store) {
+	if _, err := s.Put(ctx, "k", bytes.NewReader(nil), storage.Cond{IfAbsent: true, IfMatch: "x"}); err == nil {
+		t.Error("Put with both IfAbsent and IfMatch succeeded")
+	}
+	put(t, s, "k", "v", storage.Cond{})
+	if err := s.Delete(ctx, "k", storage.Cond{IfAbsent: true}); err == nil {
+		t.Error("Delete with IfAbsent succeeded")
+	}
+	if got, _ := get(t, s, "k"); got != "v" {
+		t.Errorf("got %q after refused operations, want %q", got, "v")
+	}
+}
+
+func testConcurrentIfAbsent(t *testing.T, s storage.Store) {
+	const writers = 32
+	for round := range 5 {
+		key := "race/" + strconv.Itoa(round)
+		var wins atomic.Int32
+		var winner atomic.Value
+		var wg sync.WaitGroup
+		for i := range writers {
+			wg.Go(func() {
+				val := fmt.Sprintf("writer-%d", i)
+				_, err := s.Put(ctx, key, bytes.NewReader([]byte(val)), storage.Cond{IfAbsent: true})
+				switch {
+				case err == nil:
+					wins.Add(1)
+					winner.Store(val)
+				case !errors.Is(err, storage.ErrPrecondition):
+					t.Errorf("Put: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("round %d: %d IfAbsent writers succeeded, want exactly 1", round, wins.Load())
+		}
+		if got, _ := get(t, s, key); got != winner.Load().(string) {
+			t.Fatalf("round %d: stored %q, but the winner wrote %q", round, got, winner.Load())
+		}
+	}
+}
+
+// testConcurrentCAS increments a counter from many goroutines with
+// read-modify-write loops; a lost update shows as a final count too low.
+func testConcurrentCAS(t *testing.T, s storage.Store) {
+	const workers, increments = 8, 25
+	put(t, s, "counter", "0", storage.Cond{})
+	var wg sync.WaitGroup
+	var conflicts atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			for range increments {
+				for {
+					v, a := get(t, s, "counter")
+					n, err := strconv.Atoi(v)
+					if err != nil {
+						t.Errorf("counter holds %q", v)
+						return
+					}
+					_, err = s.Put(ctx, "counter", bytes.NewReader([]byte(strconv.Itoa(n+1))), storage.Cond{IfMatch: a.ETag})
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, storage.ErrPrecondition) {
+						t.Errorf("Put: %v", err)
+						return
+					}
+					conflicts.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got, _ := get(t, s, "counter"); got != strconv.Itoa(workers*increments) {
+		t.Fatalf("counter = %s, want %d (%d conflicts retried)", got, workers*increments, conflicts.Load())
+	}
+	t.Logf("%d increments, %d conflicts retried", workers*increments, conflicts.Load())
+}
+
+// testAtomicReplace checks that readers racing with writers only ever see
+// complete values.
+func testAtomicReplace(t *testing.T, s storage.Store) {
+	val := func(c byte) []byte { return bytes.Repeat([]byte{c}, 256<<10) }
+	if _, err := s.Put(ctx, "atomic", bytes.NewReader(val('a')), storage.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range 2 {
+		wg.Go(func() {
+			c := byte('b' + i)
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Put(ctx, "atomic", bytes.NewReader(val(c+byte(j%3))), storage.Cond{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 100 {
+		got, _ := get(t, s, "atomic")
+		if len(got) != 256<<10 || strings.Count(got, got[:1]) != len(got) {
+			t.Errorf("reader saw a mixed or partial value (len %d)", len(got))
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
