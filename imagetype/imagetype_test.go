@@ -39,7 +39,9 @@ func fixtures(t *testing.T) map[string][]byte {
 }
 
 // formatOf returns the imghdr name a fixture's file name announces.
-func formatOf(name string) string { return strings.SplitN(strings.TrimSuffix(name, filepath.Ext(name)), "-", 2)[0] }
+func formatOf(name string) string {
+	return strings.SplitN(strings.TrimSuffix(name, filepath.Ext(name)), "-", 2)[0]
+}
 
 func TestEveryFixtureIsRecognised(t *testing.T) {
 	seen := map[string]bool{}
@@ -114,7 +116,9 @@ func TestTruncatedFilesAreRefused(t *testing.T) {
 	}
 }
 
-func plainText(name string) bool { return strings.Contains(name, "plain") || strings.HasPrefix(name, "xbm") }
+func plainText(name string) bool {
+	return strings.Contains(name, "plain") || strings.HasPrefix(name, "xbm")
+}
 
 func TestFakesAreRefused(t *testing.T) {
 	text := []byte(" this is just some text, long enough to fill any header that a parser may want to read\n" + strings.Repeat("lorem ipsum ", 100))
