@@ -117,23 +117,33 @@ func (s *Store) Close() error {
 // removeTempFiles deletes the temporary files of writes that a crash
 // interrupted. They were never renamed into place, so no key refers to them.
 func (s *Store) removeTempFiles() (int, error) {
-	n := 0
+	left, err := s.Leftovers()
+	for _, p := range left {
+		if err == nil {
+			err = os.Remove(p)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("remove temporary files: %w", err)
+	}
+	return len(left), nil
+}
+
+// Leftovers returns the paths of temporary files in the store: those of
+// writes in progress, and those a crash left behind. When no write is in
+// progress there must be none.
+func (s *Store) Leftovers() ([]string, error) {
+	var left []string
 	err := filepath.WalkDir(s.root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !d.IsDir() && strings.HasPrefix(d.Name(), tmpPrefix) {
-			if err := os.Remove(path); err != nil {
-				return err
-			}
-			n++
+			left = append(left, path)
 		}
 		return nil
 	})
-	if err != nil {
-		return n, fmt.Errorf("remove temporary files: %w", err)
-	}
-	return n, nil
+	return left, err
 }
 
 // probeTimeStep finds how finely the file system records modification
@@ -330,12 +340,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 
 // writeTemp copies r into a new durable temporary file in dir and returns
 // its name. On error nothing is left behind.
-func (s *Store) writeTemp(ctx context.Context, dir string, r io.Reader) (name string, err error) {
+func (s *Store) writeTemp(ctx context.Context, dir string, r io.Reader) (_ string, err error) {
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return "", err
 	}
-	name = f.Name()
+	name := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()

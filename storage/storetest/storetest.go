@@ -194,6 +194,7 @@ func testIfMatch(t *testing.T, s storage.Store) {
 	if got, ga := get(t, s, "cas"); got != "v2" || ga.ETag != a2.ETag {
 		t.Fatalf("got %q %q, want v2 %q", got, ga.ETag, a2.ETag)
 	}
+	assertNoLeftovers(t, s)
 }
 
 func testETagChanges(t *testing.T, s storage.Store) {
@@ -274,6 +275,18 @@ func testFailedReader(t *testing.T, s storage.Store) {
 		t.Fatalf("after a failed Put: %q %q, want %q %q", got, ga.ETag, "keep me", a.ETag)
 	}
 	assertKeys(t, s, "", []string{"old"})
+	assertNoLeftovers(t, s)
+}
+
+// assertNoLeftovers checks, for stores that can tell (an optional
+// Leftovers method), that failed and refused writes left nothing behind.
+func assertNoLeftovers(t *testing.T, s storage.Store) {
+	t.Helper()
+	if v, ok := s.(interface{ Leftovers() ([]string, error) }); ok {
+		if left, err := v.Leftovers(); err != nil || len(left) > 0 {
+			t.Fatalf("failed writes left files behind: %q %v", left, err)
+		}
+	}
 }
 
 func testCancelled(t *testing.T, s storage.Store) {
@@ -286,6 +299,7 @@ func testCancelled(t *testing.T, s storage.Store) {
 	if got, _ := get(t, s, "c"); got != "before" {
 		t.Fatalf("got %q, want %q", got, "before")
 	}
+	assertNoLeftovers(t, s)
 }
 
 func testReaderSurvivesReplace(t *testing.T, s storage.Store) {
@@ -401,6 +415,7 @@ func testConcurrentIfAbsent(t *testing.T, s storage.Store) {
 			t.Fatalf("round %d: stored %q, but the winner wrote %q", round, got, winner.Load())
 		}
 	}
+	assertNoLeftovers(t, s)
 }
 
 // testConcurrentCAS increments a counter from many goroutines with
