@@ -2,4 +2,7 @@ module github.com/imagestore/imagestore
 
 go 1.26.0
 
-require golang.org/x/image v0.48.0 // indirect
+require (
+	github.com/klauspost/compress v1.20.4
+	golang.org/x/image v0.48.0
+)

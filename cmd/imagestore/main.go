@@ -1,0 +1,27 @@
+// Command imagestore is a self-hosted image storage server: a drop-in
+// replacement for the original image API, storing images gzip-compressed in
+// a data folder, with no database.
+//
+// Run with no subcommand (or "serve"), it serves on 127.0.0.1:8000 from
+// ./data. "imagestore -h" lists the settings; each flag can also be set by
+// an IMAGESTORE_* environment variable.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if err != errUsage {
+			fmt.Fprintln(os.Stderr, "imagestore:", err)
+		}
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imagestore/imagestore/domain"
+	"github.com/imagestore/imagestore/httpapi"
+	"github.com/imagestore/imagestore/storage/filestore"
+)
+
+// errUsage is returned after the flag package printed what was wrong.
+var errUsage = errors.New("usage")
+
+// config is every setting of the server.
+type config struct {
+	addr            string
+	data            string
+	maxUpload       byteSize
+	maxPixels       int64
+	gzipLevel       int
+	logFormat       string
+	logLevel        slog.Level
+	shutdownTimeout time.Duration
+}
+
+// parseConfig reads flags, falling back to IMAGESTORE_* environment
+// variables, then to the defaults.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	c := config{maxUpload: httpapi.DefaultMaxUploadBytes}
+	fs := flag.NewFlagSet("imagestore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: imagestore [serve] [flags]\n\nServes the image API. Every flag can also be set by the environment variable shown.\n\n")
+		fs.PrintDefaults()
+	}
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	envInt := func(name string, def int64) int64 {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", name, err))
+		}
+		return n
+	}
+	fs.StringVar(&c.addr, "addr", env("IMAGESTORE_ADDR", "127.0.0.1:8000"), "`address` to listen on (IMAGESTORE_ADDR)")
+	fs.StringVar(&c.data, "data", env("IMAGESTORE_DATA", "./data"), "`folder` holding the stored images (IMAGESTORE_DATA)")
+	if v := getenv("IMAGESTORE_MAX_UPLOAD"); v != "" {
+		if err := c.maxUpload.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("IMAGESTORE_MAX_UPLOAD: %v", err))
+		}
+	}
+	fs.Var(&c.maxUpload, "max-upload", "largest accepted upload `size`, such as 32MiB or 1000000 (IMAGESTORE_MAX_UPLOAD)")
+	fs.Int64Var(&c.maxPixels, "max-pixels", envInt("IMAGESTORE_MAX_PIXELS", domain.DefaultConfig.MaxPixels), "most `pixels` (width x height) an image may have; 0 for no limit (IMAGESTORE_MAX_PIXELS)")
+	fs.IntVar(&c.gzipLevel, "gzip-level", int(envInt("IMAGESTORE_GZIP_LEVEL", int64(domain.DefaultConfig.GzipLevel))), "gzip `level` of stored images, 1 (fastest) to 9 (smallest) (IMAGESTORE_GZIP_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", env("IMAGESTORE_LOG_FORMAT", "text"), "log `format`: text or json (IMAGESTORE_LOG_FORMAT)")
+	level := env("IMAGESTORE_LOG_LEVEL", "info")
+	fs.Func("log-level", "log `level`: debug, info, warn or error (IMAGESTORE_LOG_LEVEL)", func(s string) error { level = s; return nil })
+	shutdown := env("IMAGESTORE_SHUTDOWN_TIMEOUT", "30s")
+	fs.Func("shutdown-timeout", "how long requests in flight may take to finish at shutdown, as a `duration` (IMAGESTORE_SHUTDOWN_TIMEOUT; default 30s)", func(s string) error { shutdown = s; return nil })
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, errUsage
+		}
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see imagestore -h)", fs.Arg(0))
+	}
+	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
+		errs = append(errs, fmt.Errorf("log level: %v", err))
+	}
+	d, err := time.ParseDuration(shutdown)
+	if err != nil || d < 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout: %q is not a duration", shutdown))
+	}
+	c.shutdownTimeout = d
+	if c.logFormat != "text" && c.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("log format %q is neither text nor json", c.logFormat))
+	}
+	if c.maxUpload <= 0 {
+		errs = append(errs, errors.New("the upload limit must be positive"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// byteSize is a flag value of bytes with an optional unit.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	units := []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size such as 32MiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// run is the whole program; main only wires it to the process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		args = args[1:]
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return fmt.Errorf("unknown subcommand %q (see imagestore -h)", args[0])
+	}
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stderr)
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(ctx context.Context, cfg config, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	store, err := filestore.Open(cfg.data)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	svc, err := domain.New(store, domain.Config{MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log})
+	if err != nil {
+		return err
+	}
+	api := httpapi.NewServer(svc, httpapi.Options{MaxUploadBytes: int64(cfg.maxUpload), Logger: log})
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.data,
+		"max_upload", int64(cfg.maxUpload), "max_pixels", cfg.maxPixels, "gzip_level", cfg.gzipLevel)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight", "timeout", cfg.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,248 @@
+package domain
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/imagestore/imagestore/imagetype"
+	"github.com/imagestore/imagestore/storage"
+)
+
+// storedBlob is what writing an image's bytes produced.
+type storedBlob struct {
+	name       string
+	info       imagetype.Info
+	size       int64
+	storedSize int64
+	sha256     string
+}
+
+// errAborted stops the checker when the write ends before the input does.
+var errAborted = errors.New("write aborted")
+
+// writeBlob streams r into a new blob of the user: it checks that the bytes
+// are an image (in a goroutine that reads a copy of the stream as it
+// passes), hashes and compresses them, and stores the result with
+// create-if-absent. If the check fails, the write is abandoned before
+// anything is made durable, and the check's error is returned.
+func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader) (storedBlob, error) {
+	pr, pw := io.Pipe()
+	type result struct {
+		info imagetype.Info
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		info, err := imagetype.Check(pr, s.cfg.MaxPixels)
+		if err == nil {
+			err = errCheckedOK
+		}
+		pr.CloseWithError(err) // unblocks a writer even if it wrote past the end
+		done <- result{info, err}
+	}()
+
+	var res *result
+	wait := func() result {
+		if res == nil {
+			r := <-done
+			res = &r
+		}
+		return *res
+	}
+	tee := &checkedReader{src: r, pw: pw, wait: func() error {
+		if r := wait(); r.err != errCheckedOK {
+			return r.err
+		}
+		return nil
+	}}
+	h := sha256.New()
+	counted := &countingReader{r: io.TeeReader(tee, h)}
+	gz := s.newGzipReader(counted)
+	defer s.releaseGzipReader(gz)
+
+	name := newBlobName()
+	attrs, err := s.store.Put(ctx, blobKey(userHash, name), gz, storage.Cond{IfAbsent: true})
+	pw.CloseWithError(errAborted) // lets the checker finish if the write stopped early
+	check := wait()
+	if err != nil {
+		if check.err != errCheckedOK && check.err != errAborted {
+			// The checker's verdict explains the failed write (a refused
+			// image, or the client's own read error).
+			return storedBlob{}, check.err
+		}
+		return storedBlob{}, storeErr(err)
+	}
+	if check.err != errCheckedOK {
+		// Cannot happen: the write only completes once the checker agreed.
+		s.deleteBlob(ctx, userHash, name)
+		return storedBlob{}, fmt.Errorf("image check: %w", check.err)
+	}
+	return storedBlob{
+		name:       name,
+		info:       check.info,
+		size:       counted.n,
+		storedSize: attrs.Size,
+		sha256:     hex.EncodeToString(h.Sum(nil)),
+	}, nil
+}
+
+// errCheckedOK is the checker's way of closing the pipe after success.
+var errCheckedOK = errors.New("image checked")
+
+// checkOnly reads r to its end through the image check alone, storing
+// nothing: for a request that will be refused anyway, but must be refused
+// for the first reason the original would have given.
+func (s *Service) checkOnly(r io.Reader) error {
+	_, err := imagetype.Check(r, s.cfg.MaxPixels)
+	return err
+}
+
+// checkedReader passes src through, copying every byte to the checker, and
+// fails as soon as the checker refuses the stream. Its io.EOF comes only
+// after the checker accepted the whole stream.
+type checkedReader struct {
+	src  io.Reader
+	pw   *io.PipeWriter
+	wait func() error
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.src.Read(p)
+	if n > 0 {
+		if _, werr := c.pw.Write(p[:n]); werr != nil {
+			// The checker stopped: it refused the stream (or the input
+			// failed, which it reports the same way).
+			if cerr := c.wait(); cerr != nil {
+				return 0, cerr
+			}
+		}
+	}
+	if err == io.EOF {
+		c.pw.Close()
+		if cerr := c.wait(); cerr != nil {
+			return 0, cerr
+		}
+		return n, io.EOF
+	}
+	if err != nil {
+		c.pw.CloseWithError(err)
+		return n, err
+	}
+	return n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// gzipReader compresses what it reads from src: reading from it yields the
+// gzip stream. It lets a store's Put pull compressed bytes without a
+// goroutine in between.
+type gzipReader struct {
+	src   io.Reader
+	zw    *gzip.Writer
+	out   bytes.Buffer
+	chunk []byte
+	done  bool
+	err   error
+}
+
+func (g *gzipReader) Read(p []byte) (int, error) {
+	for g.out.Len() == 0 {
+		if g.err != nil {
+			return 0, g.err
+		}
+		if g.done {
+			return 0, io.EOF
+		}
+		n, err := g.src.Read(g.chunk)
+		if n > 0 {
+			g.zw.Write(g.chunk[:n]) // writes to g.out, which cannot fail
+		}
+		switch {
+		case err == io.EOF:
+			g.zw.Close()
+			g.done = true
+		case err != nil:
+			g.err = err
+		}
+	}
+	return g.out.Read(p)
+}
+
+var gzipPools sync.Map // gzip level -> *sync.Pool of *gzipReader
+
+func (s *Service) newGzipReader(src io.Reader) *gzipReader {
+	p, _ := gzipPools.LoadOrStore(s.cfg.GzipLevel, &sync.Pool{})
+	g, _ := p.(*sync.Pool).Get().(*gzipReader)
+	if g == nil {
+		g = &gzipReader{chunk: make([]byte, 64<<10)}
+		g.zw, _ = gzip.NewWriterLevel(&g.out, s.cfg.GzipLevel) // level checked in New
+	}
+	g.src, g.done, g.err = src, false, nil
+	g.out.Reset()
+	g.zw.Reset(&g.out)
+	return g
+}
+
+func (s *Service) releaseGzipReader(g *gzipReader) {
+	g.src = nil
+	if g.out.Cap() > 1<<20 {
+		g.out = bytes.Buffer{}
+		g.zw.Reset(&g.out)
+	}
+	p, _ := gzipPools.Load(s.cfg.GzipLevel)
+	p.(*sync.Pool).Put(g)
+}
+
+// openBlob opens a blob and returns its decompressed bytes.
+func (s *Service) openBlob(ctx context.Context, userHash, name string) (io.ReadCloser, error) {
+	rc, _, err := s.store.Get(ctx, blobKey(userHash, name))
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(rc)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("blob %s: %w", name, err)
+	}
+	return &gunzipReadCloser{Reader: zr, c: rc}, nil
+}
+
+type gunzipReadCloser struct {
+	*gzip.Reader
+	c io.Closer
+}
+
+func (g *gunzipReadCloser) Close() error { return g.c.Close() }
+
+func (s *Service) deleteBlob(ctx context.Context, userHash, name string) {
+	err := s.store.Delete(context.WithoutCancel(ctx), blobKey(userHash, name), storage.Cond{})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		// An unreferenced blob wastes space but harms nothing.
+		s.log.Warn("could not remove an unreferenced blob", "blob", name, "err", err)
+	}
+}
+
+// storeErr translates the store's errors that mean something to callers.
+func storeErr(err error) error {
+	if errors.Is(err, storage.ErrInsufficientStorage) {
+		return fmt.Errorf("%w: %w", ErrInsufficientStorage, err)
+	}
+	return err
+}

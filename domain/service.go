@@ -1,0 +1,402 @@
+package domain
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/imagestore/imagestore/storage"
+)
+
+// Config holds the rules an operator can set.
+type Config struct {
+	// MaxPixels is the most pixels (width times height) an image may
+	// claim; 0 means no limit.
+	MaxPixels int64
+	// GzipLevel is the compression level of stored images, from 1 (fastest)
+	// to 9 (smallest).
+	GzipLevel int
+	// Logger receives warnings about things that went wrong without
+	// failing a request (an unreferenced blob left behind, say).
+	Logger *slog.Logger
+}
+
+// DefaultConfig is the configuration used where none is given.
+var DefaultConfig = Config{MaxPixels: 100_000_000, GzipLevel: 6}
+
+// Service carries out every operation on users and images.
+type Service struct {
+	store storage.Store
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+
+	seed  maphash.Seed
+	locks [256]sync.Mutex // one per group of users: see updateIndex
+}
+
+// New returns a Service keeping its state in store.
+func New(store storage.Store, cfg Config) (*Service, error) {
+	if cfg.GzipLevel < gzip.BestSpeed || cfg.GzipLevel > gzip.BestCompression {
+		return nil, fmt.Errorf("gzip level %d is not between %d and %d", cfg.GzipLevel, gzip.BestSpeed, gzip.BestCompression)
+	}
+	if cfg.MaxPixels < 0 {
+		return nil, fmt.Errorf("pixel limit %d is negative", cfg.MaxPixels)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: store, cfg: cfg, log: log, now: time.Now, seed: maphash.MakeSeed()}, nil
+}
+
+// Config returns the service's configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// ---- users and tokens
+
+type tokenRecord struct {
+	Username string `json:"username"`
+}
+
+// GenerateToken creates the user and returns its new token. It returns
+// ErrUserExists if the username is taken, and ErrInvalidUsername if it is not
+// a username.
+func (s *Service) GenerateToken(ctx context.Context, username string) (string, error) {
+	if !ValidUsername(username) {
+		return "", ErrInvalidUsername
+	}
+	uh := userHashOf(username)
+	if _, err := s.store.Stat(ctx, userKey(uh)); err == nil {
+		return "", ErrUserExists
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return "", err
+	}
+	// Claim a token no one has. A token record without its user (after a
+	// crash, or a lost race below) authenticates no one: see Authenticate.
+	var token string
+	for attempt := 0; ; attempt++ {
+		token = NewToken()
+		err := s.putJSON(ctx, tokenKey(token), tokenRecord{Username: username}, storage.Cond{IfAbsent: true})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, storage.ErrPrecondition) || attempt == 10 {
+			return "", err
+		}
+	}
+	u := User{Name: username, Token: token, Created: s.now().UTC()}
+	if err := s.putJSON(ctx, userKey(uh), u, storage.Cond{IfAbsent: true}); err != nil {
+		s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
+		if errors.Is(err, storage.ErrPrecondition) {
+			return "", ErrUserExists // another request created the user first
+		}
+		return "", err
+	}
+	return token, nil
+}
+
+// User returns the user of that name, or ErrUserNotFound.
+func (s *Service) User(ctx context.Context, username string) (User, error) {
+	if !ValidUsername(username) {
+		return User{}, ErrUserNotFound
+	}
+	var u User
+	if _, err := s.getJSON(ctx, userKey(userHashOf(username)), &u); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return User{}, ErrUserNotFound
+		}
+		return User{}, err
+	}
+	return u, nil
+}
+
+// Authenticate returns the user whose token this is, or ErrUnauthorized.
+func (s *Service) Authenticate(ctx context.Context, token string) (User, error) {
+	if !ValidToken(token) {
+		return User{}, ErrUnauthorized
+	}
+	var rec tokenRecord
+	if _, err := s.getJSON(ctx, tokenKey(token), &rec); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return User{}, ErrUnauthorized
+		}
+		return User{}, err
+	}
+	u, err := s.User(ctx, rec.Username)
+	if errors.Is(err, ErrUserNotFound) {
+		return User{}, ErrUnauthorized
+	}
+	if err != nil {
+		return User{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(u.Token), []byte(token)) != 1 {
+		return User{}, ErrUnauthorized // a stale token record
+	}
+	return u, nil
+}
+
+// ---- images
+
+// index is a user's list of images, in upload order.
+type index struct {
+	Images []Image `json:"images"`
+}
+
+func (ix *index) byID(id string) int {
+	return slices.IndexFunc(ix.Images, func(img Image) bool { return img.ID == id })
+}
+
+func (ix *index) byName(name string) int {
+	return slices.IndexFunc(ix.Images, func(img Image) bool { return img.Name == name })
+}
+
+// loadIndex reads the user's index; a user without one has no images.
+func (s *Service) loadIndex(ctx context.Context, uh string) (index, string, error) {
+	var ix index
+	etag, err := s.getJSON(ctx, indexKey(uh), &ix)
+	if errors.Is(err, storage.ErrNotFound) {
+		return index{}, "", nil
+	}
+	return ix, etag, err
+}
+
+// updateIndex applies change to the user's index with compare-and-swap,
+// retrying on a concurrent change. Within this process, updates of one
+// user's index take turns, so they do not retry against each other; across
+// processes sharing a store, the conditional write alone keeps them correct.
+func (s *Service) updateIndex(ctx context.Context, uh string, change func(*index) error) error {
+	mu := &s.locks[maphash.String(s.seed, uh)%uint64(len(s.locks))]
+	mu.Lock()
+	defer mu.Unlock()
+	for {
+		ix, etag, err := s.loadIndex(ctx, uh)
+		if err != nil {
+			return err
+		}
+		if err := change(&ix); err != nil {
+			return err
+		}
+		cond := storage.Cond{IfMatch: etag}
+		if etag == "" {
+			cond = storage.Cond{IfAbsent: true}
+		}
+		err = s.putJSON(ctx, indexKey(uh), ix, cond)
+		if !errors.Is(err, storage.ErrPrecondition) {
+			return storeErr(err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// List returns the user's images in upload order (a replaced image keeps
+// its place).
+func (s *Service) List(ctx context.Context, u User) ([]Image, error) {
+	ix, _, err := s.loadIndex(ctx, userHashOf(u.Name))
+	return ix.Images, err
+}
+
+// Image returns the user's image with that id, or ErrImageNotFound.
+func (s *Service) Image(ctx context.Context, u User, id string) (Image, error) {
+	if !ValidID(id) {
+		return Image{}, ErrImageNotFound
+	}
+	ix, _, err := s.loadIndex(ctx, userHashOf(u.Name))
+	if err != nil {
+		return Image{}, err
+	}
+	i := ix.byID(id)
+	if i < 0 {
+		return Image{}, ErrImageNotFound
+	}
+	return ix.Images[i], nil
+}
+
+// Open returns the image with that id and a reader of its bytes as they
+// were uploaded. The caller closes the reader. A damaged blob makes the
+// reader fail (gzip's checksum), never yield wrong bytes silently.
+func (s *Service) Open(ctx context.Context, u User, id string) (Image, io.ReadCloser, error) {
+	uh := userHashOf(u.Name)
+	for attempt := 0; ; attempt++ {
+		img, err := s.Image(ctx, u, id)
+		if err != nil {
+			return Image{}, nil, err
+		}
+		rc, err := s.openBlob(ctx, uh, img.Blob)
+		if errors.Is(err, storage.ErrNotFound) && attempt == 0 {
+			continue // replaced or deleted since the index was read: look again
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return Image{}, nil, ErrImageNotFound
+		}
+		if err != nil {
+			return Image{}, nil, err
+		}
+		return img, rc, nil
+	}
+}
+
+// Upload stores r's bytes as a new image of the user, named name (see
+// CleanName), and returns it. Errors, in the order the original checked:
+// ErrNotImage or a *TooManyPixelsError if the bytes are not an acceptable
+// image, ErrNameTaken if the user has an image of that name; or r's error.
+func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) (Image, error) {
+	name, ok := CleanName(name)
+	if !ok {
+		return Image{}, fmt.Errorf("%w: no file name", ErrNotImage)
+	}
+	uh := userHashOf(u.Name)
+	ix, _, err := s.loadIndex(ctx, uh)
+	if err != nil {
+		return Image{}, err
+	}
+	if ix.byName(name) >= 0 {
+		// Bound to fail; but a non-image must still get its own error.
+		if err := s.checkOnly(r); err != nil {
+			return Image{}, err
+		}
+		return Image{}, ErrNameTaken
+	}
+	blob, err := s.writeBlob(ctx, uh, r)
+	if err != nil {
+		return Image{}, err
+	}
+	now := s.now().UTC()
+	img := Image{
+		Name: name, Type: blob.info.Format.Name,
+		Size: blob.size, StoredSize: blob.storedSize, SHA256: blob.sha256,
+		Width: blob.info.Width, Height: blob.info.Height,
+		Created: now, Updated: now, Blob: blob.name,
+	}
+	err = s.updateIndex(ctx, uh, func(ix *index) error {
+		if ix.byName(name) >= 0 {
+			return ErrNameTaken
+		}
+		img.ID = NewID()
+		for ix.byID(img.ID) >= 0 {
+			img.ID = NewID()
+		}
+		ix.Images = append(ix.Images, img)
+		return nil
+	})
+	if err != nil {
+		s.deleteBlob(ctx, uh, blob.name)
+		return Image{}, err
+	}
+	return img, nil
+}
+
+// Replace stores r's bytes as the new content of the user's image id, under
+// the new name, keeping its id and its place in the list. Errors, in the
+// order the original checked: ErrImageNotFound, ErrNotImage or a
+// *TooManyPixelsError, ErrNameTaken if another image of the user has that
+// name. A refused replacement changes nothing.
+func (s *Service) Replace(ctx context.Context, u User, id, name string, r io.Reader) (Image, error) {
+	uh := userHashOf(u.Name)
+	cur, err := s.Image(ctx, u, id)
+	if err != nil {
+		return Image{}, err
+	}
+	name, ok := CleanName(name)
+	if !ok {
+		return Image{}, fmt.Errorf("%w: no file name", ErrNotImage)
+	}
+	ix, _, err := s.loadIndex(ctx, uh)
+	if err != nil {
+		return Image{}, err
+	}
+	if i := ix.byName(name); i >= 0 && ix.Images[i].ID != cur.ID {
+		if err := s.checkOnly(r); err != nil {
+			return Image{}, err
+		}
+		return Image{}, ErrNameTaken
+	}
+	blob, err := s.writeBlob(ctx, uh, r)
+	if err != nil {
+		return Image{}, err
+	}
+	var img Image
+	var oldBlob string
+	err = s.updateIndex(ctx, uh, func(ix *index) error {
+		i := ix.byID(id)
+		if i < 0 {
+			return ErrImageNotFound
+		}
+		if j := ix.byName(name); j >= 0 && j != i {
+			return ErrNameTaken
+		}
+		img = ix.Images[i]
+		oldBlob = img.Blob
+		img.Name, img.Type = name, blob.info.Format.Name
+		img.Size, img.StoredSize, img.SHA256 = blob.size, blob.storedSize, blob.sha256
+		img.Width, img.Height = blob.info.Width, blob.info.Height
+		img.Updated, img.Blob = s.now().UTC(), blob.name
+		ix.Images[i] = img
+		return nil
+	})
+	if err != nil {
+		s.deleteBlob(ctx, uh, blob.name)
+		return Image{}, err
+	}
+	s.deleteBlob(ctx, uh, oldBlob)
+	return img, nil
+}
+
+// Delete removes the user's image id, or returns ErrImageNotFound.
+func (s *Service) Delete(ctx context.Context, u User, id string) error {
+	if !ValidID(id) {
+		return ErrImageNotFound
+	}
+	uh := userHashOf(u.Name)
+	var blob string
+	err := s.updateIndex(ctx, uh, func(ix *index) error {
+		i := ix.byID(id)
+		if i < 0 {
+			return ErrImageNotFound
+		}
+		blob = ix.Images[i].Blob
+		ix.Images = slices.Delete(ix.Images, i, i+1)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.deleteBlob(ctx, uh, blob)
+	return nil
+}
+
+// ---- JSON records
+
+func (s *Service) getJSON(ctx context.Context, key string, v any) (etag string, err error) {
+	rc, attrs, err := s.store.Get(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(rc).Decode(v); err != nil {
+		return "", fmt.Errorf("decode %s: %w", key, err)
+	}
+	return attrs.ETag, nil
+}
+
+func (s *Service) putJSON(ctx context.Context, key string, v any, cond storage.Cond) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = s.store.Put(ctx, key, bytes.NewReader(b), cond)
+	return storeErr(err)
+}

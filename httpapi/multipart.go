@@ -1,0 +1,75 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+
+	"github.com/imagestore/imagestore/domain"
+)
+
+// filePart is the first file of a multipart form, read as a stream.
+type filePart struct {
+	*multipart.Part
+	name string // the client's file name, raw: the domain cleans it
+}
+
+// firstFile finds the first part of a multipart/form-data body that carries
+// a file, skipping (and not keeping) the text fields before it. Nothing after
+// it is read. The body is limited to the maximum upload size as it streams,
+// so memory stays bounded whatever the client sends. It returns errNoFile for
+// a body without a file part, as the original answered 204 then.
+func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, error) {
+	if r.ContentLength > s.opts.MaxUploadBytes {
+		return nil, &http.MaxBytesError{Limit: s.opts.MaxUploadBytes}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes)
+	mr, err := r.MultipartReader()
+	if errors.Is(err, http.ErrNotMultipart) {
+		return nil, errNoFile
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return nil, errNoFile
+		}
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		if name, ok := fileName(p); ok {
+			return &filePart{Part: p, name: name}, nil
+		}
+		// A text field, or a file part without a name: skip it.
+		if _, err := io.Copy(io.Discard, p); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fileName returns the filename parameter of a part's Content-Disposition
+// (filename* of RFC 7578/2231 included), if it is a file part whose name is
+// usable.
+func fileName(p *multipart.Part) (string, bool) {
+	disp, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil || disp != "form-data" {
+		return "", false
+	}
+	raw, ok := params["filename"]
+	if !ok {
+		return "", false
+	}
+	if _, ok := domain.CleanName(raw); !ok {
+		return "", false
+	}
+	return raw, true
+}

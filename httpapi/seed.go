@@ -1,0 +1,166 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/imagestore/imagestore/domain"
+)
+
+// The handlers of the seed's routes. Each checks what the original checked,
+// in the same order, so that a request with several faults gets the same
+// answer as before.
+
+func (s *Server) handleGenerateToken(w http.ResponseWriter, r *http.Request) {
+	token, err := s.svc.GenerateToken(r.Context(), r.PathValue("username"))
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"token": token})
+}
+
+func (s *Server) handleRetrieveToken(w http.ResponseWriter, r *http.Request) {
+	username := r.PathValue("username")
+	if !domain.ValidUsername(username) {
+		s.writeError(w, r, domain.ErrInvalidUsername, nil)
+		return
+	}
+	u, err := s.svc.User(r.Context(), username)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{u.Name: u.Token})
+}
+
+// authenticate returns the user owning the token in the path, or answers
+// 401 and returns false.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (domain.User, bool) {
+	u, err := s.svc.Authenticate(r.Context(), r.PathValue("token"))
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return domain.User{}, false
+	}
+	return u, true
+}
+
+func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	part, err := s.firstFile(w, r)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	img, err := s.svc.Upload(r.Context(), u, part.name, part)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"File ID": img.ID})
+}
+
+func (s *Server) handleUpdateImage(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	part, err := s.firstFile(w, r)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	_, err = s.svc.Replace(r.Context(), u, r.PathValue("id"), part.name, part)
+	if err != nil {
+		s.writeError(w, r, err, map[error]string{domain.ErrNameTaken: "Cannot patch. File exists."})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) handleGetImage(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	img, rc, err := s.svc.Open(r.Context(), u, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	defer rc.Close()
+	h := w.Header()
+	h.Set("Content-Type", img.MIME())
+	h.Set("Content-Length", strconv.FormatInt(img.Size, 10))
+	h.Set("Content-Disposition", contentDisposition(img.Name))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if n, err := io.Copy(w, rc); err != nil || n != img.Size {
+		// The status line is gone; the only honest signal left is to cut
+		// the connection, so that the client sees a short body.
+		if err == nil {
+			err = errors.New("stored image has the wrong length")
+		}
+		s.log.Error("image download failed", "route", routeOf(r), "sent", n, "size", img.Size, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) handleListImages(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	imgs, err := s.svc.List(r.Context(), u)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	if len(imgs) == 0 {
+		s.writeError(w, r, domain.ErrImageNotFound, nil)
+		return
+	}
+	// A JSON object whose keys keep upload order: {"name":"id",...}.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	buf.WriteByte('{')
+	for i, img := range imgs {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		enc.Encode(img.Name)
+		buf.Truncate(buf.Len() - 1) // Encode's newline
+		buf.WriteByte(':')
+		enc.Encode(img.ID)
+		buf.Truncate(buf.Len() - 1)
+	}
+	buf.WriteByte('}')
+	writeRawJSON(w, http.StatusOK, buf.Bytes())
+}
+
+func (s *Server) handleDeleteImage(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if err := s.svc.Delete(r.Context(), u, r.PathValue("id")); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

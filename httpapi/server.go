@@ -1,0 +1,143 @@
+// Package httpapi is imagestore's HTTP adapter: it turns requests into calls
+// on the domain service and the service's answers and errors into
+// responses. The seed's routes under /imageapi/ answer exactly as the
+// original program did (see COMPAT in the README), without its bugs.
+//
+// Every route is listed in routes.go; errors become status codes in one
+// place, errors.go.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/imagestore/imagestore/domain"
+)
+
+// Options configure the HTTP layer.
+type Options struct {
+	// MaxUploadBytes bounds a request body that carries an image.
+	MaxUploadBytes int64
+	// Logger receives the access log and errors. Nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultMaxUploadBytes is the default of Options.MaxUploadBytes: 32 MiB.
+const DefaultMaxUploadBytes = 32 << 20
+
+// Server serves the API over a domain service.
+type Server struct {
+	svc     *domain.Service
+	opts    Options
+	log     *slog.Logger
+	handler http.Handler
+}
+
+// NewServer returns the HTTP handler of the whole API.
+func NewServer(svc *domain.Service, opts Options) *Server {
+	if opts.MaxUploadBytes <= 0 {
+		opts.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{svc: svc, opts: opts, log: log}
+	s.handler = s.accessLog(s.recoverPanics(s.routes()))
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// requestInfo is filled in as a request is served, for the access log.
+type requestInfo struct {
+	route string
+}
+
+type infoKey struct{}
+
+func setRoute(r *http.Request, route string) {
+	if info, ok := r.Context().Value(infoKey{}).(*requestInfo); ok {
+		info.route = route
+	}
+}
+
+// routeOf returns the pattern of the route serving r: never the path itself,
+// which may hold a token.
+func routeOf(r *http.Request) string {
+	if info, ok := r.Context().Value(infoKey{}).(*requestInfo); ok && info.route != "" {
+		return info.route
+	}
+	return "unmatched"
+}
+
+// statusWriter records what a handler wrote. It forwards ReadFrom, so that
+// copying a file to it can still use sendfile(2).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// accessLog logs one line per request: method, route pattern, status, bytes
+// written and duration. The path is not logged: it may contain a token.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method),
+				slog.String("route", routeOf(r)),
+				slog.Int("status", status),
+				slog.Int64("bytes", sw.bytes),
+				slog.Duration("duration", time.Since(start)),
+				slog.String("remote", r.RemoteAddr),
+			)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// recoverPanics turns a panic in a handler into a 500, except for
+// http.ErrAbortHandler, which handlers use to cut a response short.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panic", "route", routeOf(r), "panic", v)
+				writeDetail(w, http.StatusInternalServerError, "Internal server error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
