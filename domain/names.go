@@ -112,9 +112,9 @@ func hashKey(kind, value string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func userKey(userHash string) string   { return "users/" + userHash + ".json" }
-func indexKey(userHash string) string  { return "index/" + userHash + ".json" }
-func tokenKey(token string) string     { return "tokens/" + hashKey("token", token) + ".json" }
+func userKey(userHash string) string    { return "users/" + userHash + ".json" }
+func indexKey(userHash string) string   { return "index/" + userHash + ".json" }
+func tokenKey(token string) string      { return "tokens/" + hashKey("token", token) + ".json" }
 func blobKey(userHash, b string) string { return "blobs/" + userHash + "/" + b + ".gz" }
 func userHashOf(username string) string { return hashKey("user", username) }
 
