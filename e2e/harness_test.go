@@ -69,7 +69,8 @@ type server struct {
 	done   chan error
 }
 
-var listenRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
+// listenRe finds the listening address in a text or JSON log line.
+var listenRe = regexp.MustCompile(`msg"?[=:]"?listening"?[ ,]"?addr"?[=:]"?([0-9.:]+)`)
 
 // start runs the server on a free loopback port over the data folder and
 // waits until it answers /healthz.
