@@ -120,15 +120,18 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			status := sw.status
+			status, bytes := sw.status, sw.bytes
 			if status == 0 {
 				status = http.StatusOK
+			}
+			if r.Method == http.MethodHead {
+				bytes = 0 // the server drops a HEAD response's body
 			}
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method),
 				slog.String("route", routeOf(r)),
 				slog.Int("status", status),
-				slog.Int64("bytes", sw.bytes),
+				slog.Int64("bytes", bytes),
 				slog.Duration("duration", time.Since(start)),
 				slog.String("remote", r.RemoteAddr),
 			)

@@ -50,14 +50,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return def
 	}
 	var errs []error
-	envInt := func(name string, def int64) int64 {
+	envErrs := map[string]error{} // by flag: a flag given overrides a bad variable
+	envInt := func(flagName, name string, def int64) int64 {
 		v := getenv(name)
 		if v == "" {
 			return def
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", name, err))
+			envErrs[flagName] = fmt.Errorf("%s: %q is not a whole number", name, v)
 		}
 		return n
 	}
@@ -65,22 +66,23 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.data, "data", env("IMAGESTORE_DATA", "./data"), "`folder` holding the stored images (IMAGESTORE_DATA)")
 	if v := getenv("IMAGESTORE_MAX_UPLOAD"); v != "" {
 		if err := c.maxUpload.Set(v); err != nil {
-			errs = append(errs, fmt.Errorf("IMAGESTORE_MAX_UPLOAD: %v", err))
+			envErrs["max-upload"] = fmt.Errorf("IMAGESTORE_MAX_UPLOAD: %v", err)
 		}
 	}
 	fs.Var(&c.maxUpload, "max-upload", "largest accepted upload `size`, such as 32MiB or 1000000 (IMAGESTORE_MAX_UPLOAD)")
-	fs.Int64Var(&c.maxPixels, "max-pixels", envInt("IMAGESTORE_MAX_PIXELS", domain.DefaultConfig.MaxPixels), "most `pixels` (width x height) an image may have; 0 for no limit (IMAGESTORE_MAX_PIXELS)")
-	fs.IntVar(&c.gzipLevel, "gzip-level", int(envInt("IMAGESTORE_GZIP_LEVEL", int64(domain.DefaultConfig.GzipLevel))), "gzip `level` of stored images, 1 (fastest) to 9 (smallest) (IMAGESTORE_GZIP_LEVEL)")
+	fs.Int64Var(&c.maxPixels, "max-pixels", envInt("max-pixels", "IMAGESTORE_MAX_PIXELS", domain.DefaultConfig.MaxPixels), "most `pixels` (width x height) an image may have; 0 for no limit (IMAGESTORE_MAX_PIXELS)")
+	fs.IntVar(&c.gzipLevel, "gzip-level", int(envInt("gzip-level", "IMAGESTORE_GZIP_LEVEL", int64(domain.DefaultConfig.GzipLevel))), "gzip `level` of stored images, 1 (fastest) to 9 (smallest) (IMAGESTORE_GZIP_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("IMAGESTORE_LOG_FORMAT", "text"), "log `format`: text or json (IMAGESTORE_LOG_FORMAT)")
 	level := env("IMAGESTORE_LOG_LEVEL", "info")
 	fs.Func("log-level", "log `level`: debug, info, warn or error (IMAGESTORE_LOG_LEVEL)", func(s string) error { level = s; return nil })
 	shutdown := env("IMAGESTORE_SHUTDOWN_TIMEOUT", "30s")
 	fs.Func("shutdown-timeout", "how long requests in flight may take to finish at shutdown, as a `duration` (IMAGESTORE_SHUTDOWN_TIMEOUT; default 30s)", func(s string) error { shutdown = s; return nil })
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, errUsage
-		}
-		return c, errUsage
+		return c, errUsage // the flag package has said what was wrong
+	}
+	fs.Visit(func(f *flag.Flag) { delete(envErrs, f.Name) })
+	for _, err := range envErrs {
+		errs = append(errs, err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (see imagestore -h)", fs.Arg(0))
@@ -98,6 +100,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.maxUpload <= 0 {
 		errs = append(errs, errors.New("the upload limit must be positive"))
+	}
+	if c.gzipLevel < 1 || c.gzipLevel > 9 {
+		errs = append(errs, fmt.Errorf("gzip level %d is not between 1 and 9", c.gzipLevel))
+	}
+	if c.maxPixels < 0 {
+		errs = append(errs, fmt.Errorf("pixel limit %d is negative (0 means no limit)", c.maxPixels))
 	}
 	return c, errors.Join(errs...)
 }
