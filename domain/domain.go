@@ -6,12 +6,13 @@
 //
 // Keys in the store are derived from hashes and random numbers, never from
 // what users send, so no username, token, id or file name is ever part of a
-// path or an object name. The layout:
+// path or an object name. The layout, where H(x) is the hex SHA-256 of x
+// behind a prefix naming its kind ("user\x00alice"):
 //
-//	users/<sha256(username)>.json      the user: name, token, creation time
-//	tokens/<sha256(token)>.json        which user a token belongs to
-//	index/<sha256(username)>.json      the user's images, in upload order
-//	blobs/<sha256(username)>/<rand>.gz an image's bytes, gzip-compressed
+//	users/<H(username)>.json      the user: name, token, creation time
+//	tokens/<H(token)>.json        which user a token belongs to
+//	index/<H(username)>.json      the user's images, in upload order
+//	blobs/<H(username)>/<rand>.gz an image's bytes, gzip-compressed
 //
 // A user record is created with create-if-absent, so one username gets one
 // token; a token record likewise, so one token belongs to one user. The index

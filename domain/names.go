@@ -100,7 +100,7 @@ func CleanName(raw string) (string, bool) {
 		for !utf8.ValidString(base) { // do not cut a character in two
 			base = base[:len(base)-1]
 		}
-		name = base + ext
+		name = strings.TrimSpace(base) + ext
 	}
 	return name, true
 }

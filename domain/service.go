@@ -230,17 +230,21 @@ func (s *Service) Image(ctx context.Context, u User, id string) (Image, error) {
 // reader fail (gzip's checksum), never yield wrong bytes silently.
 func (s *Service) Open(ctx context.Context, u User, id string) (Image, io.ReadCloser, error) {
 	uh := userHashOf(u.Name)
+	tried := ""
 	for attempt := 0; ; attempt++ {
 		img, err := s.Image(ctx, u, id)
 		if err != nil {
 			return Image{}, nil, err
 		}
 		rc, err := s.openBlob(ctx, uh, img.Blob)
-		if errors.Is(err, storage.ErrNotFound) && attempt == 0 {
-			continue // replaced or deleted since the index was read: look again
+		if errors.Is(err, storage.ErrNotFound) && img.Blob != tried && attempt < 100 {
+			// Replaced since the index was read, its old blob removed:
+			// look again, as long as the index names a new blob.
+			tried = img.Blob
+			continue
 		}
 		if errors.Is(err, storage.ErrNotFound) {
-			return Image{}, nil, ErrImageNotFound
+			return Image{}, nil, fmt.Errorf("image %s: its blob is missing: %w", id, err)
 		}
 		if err != nil {
 			return Image{}, nil, err
