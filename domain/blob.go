@@ -97,12 +97,14 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader) (
 // errCheckedOK is the checker's way of closing the pipe after success.
 var errCheckedOK = errors.New("image checked")
 
-// checkOnly reads r to its end through the image check alone, storing
-// nothing: for a request that will be refused anyway, but must be refused
-// for the first reason the original would have given.
-func (s *Service) checkOnly(r io.Reader) error {
-	_, err := imagetype.Check(r, s.cfg.MaxPixels)
-	return err
+// nameTaken refuses an upload whose name is taken, storing nothing. The
+// original checked the image first, so r is still read through the image
+// check: a non-image gets its own error, not ErrNameTaken.
+func (s *Service) nameTaken(r io.Reader) error {
+	if _, err := imagetype.Check(r, s.cfg.MaxPixels); err != nil {
+		return err
+	}
+	return ErrNameTaken
 }
 
 // checkedReader passes src through, copying every byte to the checker, and

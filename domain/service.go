@@ -268,11 +268,7 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 		return Image{}, err
 	}
 	if ix.byName(name) >= 0 {
-		// Bound to fail; but a non-image must still get its own error.
-		if err := s.checkOnly(r); err != nil {
-			return Image{}, err
-		}
-		return Image{}, ErrNameTaken
+		return Image{}, s.nameTaken(r)
 	}
 	blob, err := s.writeBlob(ctx, uh, r)
 	if err != nil {
@@ -309,24 +305,23 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 // *TooManyPixelsError, ErrNameTaken if another image of the user has that
 // name. A refused replacement changes nothing.
 func (s *Service) Replace(ctx context.Context, u User, id, name string, r io.Reader) (Image, error) {
+	if !ValidID(id) {
+		return Image{}, ErrImageNotFound
+	}
 	uh := userHashOf(u.Name)
-	cur, err := s.Image(ctx, u, id)
+	ix, _, err := s.loadIndex(ctx, uh)
 	if err != nil {
 		return Image{}, err
+	}
+	if ix.byID(id) < 0 {
+		return Image{}, ErrImageNotFound
 	}
 	name, ok := CleanName(name)
 	if !ok {
 		return Image{}, fmt.Errorf("%w: no file name", ErrNotImage)
 	}
-	ix, _, err := s.loadIndex(ctx, uh)
-	if err != nil {
-		return Image{}, err
-	}
-	if i := ix.byName(name); i >= 0 && ix.Images[i].ID != cur.ID {
-		if err := s.checkOnly(r); err != nil {
-			return Image{}, err
-		}
-		return Image{}, ErrNameTaken
+	if i := ix.byName(name); i >= 0 && ix.Images[i].ID != id {
+		return Image{}, s.nameTaken(r)
 	}
 	blob, err := s.writeBlob(ctx, uh, r)
 	if err != nil {
