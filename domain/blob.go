@@ -212,20 +212,6 @@ func (s *Service) releaseGzipReader(g *gzipReader) {
 	p.(*sync.Pool).Put(g)
 }
 
-// openBlob opens a blob and returns its decompressed bytes.
-func (s *Service) openBlob(ctx context.Context, userHash, name string) (io.ReadCloser, error) {
-	rc, _, err := s.store.Get(ctx, blobKey(userHash, name))
-	if err != nil {
-		return nil, err
-	}
-	zr, err := gzip.NewReader(rc)
-	if err != nil {
-		rc.Close()
-		return nil, fmt.Errorf("blob %s: %w", name, err)
-	}
-	return &gunzipReadCloser{Reader: zr, c: rc}, nil
-}
-
 type gunzipReadCloser struct {
 	*gzip.Reader
 	c io.Closer

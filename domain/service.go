@@ -229,14 +229,30 @@ func (s *Service) Image(ctx context.Context, u User, id string) (Image, error) {
 // were uploaded. The caller closes the reader. A damaged blob makes the
 // reader fail (gzip's checksum), never yield wrong bytes silently.
 func (s *Service) Open(ctx context.Context, u User, id string) (Image, io.ReadCloser, error) {
+	img, rc, _, err := s.OpenStored(ctx, u, id)
+	if err != nil {
+		return Image{}, nil, err
+	}
+	zr, err := gzip.NewReader(rc)
+	if err != nil {
+		rc.Close()
+		return Image{}, nil, fmt.Errorf("image %s: damaged blob: %w", id, err)
+	}
+	return img, &gunzipReadCloser{Reader: zr, c: rc}, nil
+}
+
+// OpenStored returns the image with that id and a reader of its bytes as
+// stored, a gzip stream of storedSize bytes, for clients that take gzip as
+// it is. The caller closes the reader.
+func (s *Service) OpenStored(ctx context.Context, u User, id string) (img Image, rc io.ReadCloser, storedSize int64, err error) {
 	uh := userHashOf(u.Name)
 	tried := ""
 	for attempt := 0; ; attempt++ {
 		img, err := s.Image(ctx, u, id)
 		if err != nil {
-			return Image{}, nil, err
+			return Image{}, nil, 0, err
 		}
-		rc, err := s.openBlob(ctx, uh, img.Blob)
+		rc, attrs, err := s.store.Get(ctx, blobKey(uh, img.Blob))
 		if errors.Is(err, storage.ErrNotFound) && img.Blob != tried && attempt < 100 {
 			// Replaced since the index was read, its old blob removed:
 			// look again, as long as the index names a new blob.
@@ -244,12 +260,12 @@ func (s *Service) Open(ctx context.Context, u User, id string) (Image, io.ReadCl
 			continue
 		}
 		if errors.Is(err, storage.ErrNotFound) {
-			return Image{}, nil, fmt.Errorf("image %s: its blob is missing: %w", id, err)
+			return Image{}, nil, 0, fmt.Errorf("image %s: its blob is missing: %w", id, err)
 		}
 		if err != nil {
-			return Image{}, nil, err
+			return Image{}, nil, 0, err
 		}
-		return img, rc, nil
+		return img, rc, attrs.Size, nil
 	}
 }
 

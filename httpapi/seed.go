@@ -3,10 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/imagestore/imagestore/domain"
 )
@@ -90,30 +87,7 @@ func (s *Server) handleGetImage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	img, rc, err := s.svc.Open(r.Context(), u, r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	defer rc.Close()
-	h := w.Header()
-	h.Set("Content-Type", img.MIME())
-	h.Set("Content-Length", strconv.FormatInt(img.Size, 10))
-	h.Set("Content-Disposition", contentDisposition(img.Name))
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	if n, err := io.Copy(w, rc); err != nil || n != img.Size {
-		// The status line is gone; the only honest signal left is to cut
-		// the connection, so that the client sees a short body.
-		if err == nil {
-			err = errors.New("stored image has the wrong length")
-		}
-		s.log.Error("image download failed", "route", routeOf(r), "sent", n, "size", img.Size, "err", err)
-		panic(http.ErrAbortHandler)
-	}
+	s.serveImage(w, r, u, r.PathValue("id"), contentDisposition)
 }
 
 func (s *Server) handleListImages(w http.ResponseWriter, r *http.Request) {

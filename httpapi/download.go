@@ -1,0 +1,223 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/imagestore/imagestore/domain"
+)
+
+// serveImage answers a download of the user's image id, as HTTP should:
+//
+//   - a strong ETag from the content's SHA-256 and Last-Modified, so that
+//     If-None-Match and If-Modified-Since give 304;
+//   - to a client that accepts gzip (and asks for no range), the stored gzip
+//     stream as it is, with Content-Encoding: gzip and its length, copied
+//     straight from the store (sendfile for the file store): the server never
+//     decompresses it;
+//   - to other clients the decompressed bytes, streamed, with Range (206,
+//     416) and HEAD handled by http.ServeContent;
+//   - Cache-Control: private (the image is its owner's), Vary:
+//     Accept-Encoding, and a Content-Disposition made from the file name.
+func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, u domain.User, id string, disposition func(name string) string) {
+	ctx := r.Context()
+	img, stored, storedSize, err := s.svc.OpenStored(ctx, u, id)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	defer func() { stored.Close() }()
+
+	passThrough := acceptsGzip(r) && r.Header.Get("Range") == ""
+	h := w.Header()
+	h.Set("Content-Type", img.MIME())
+	h.Set("Content-Disposition", disposition(img.Name))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "private")
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("Last-Modified", img.Updated.UTC().Format(http.TimeFormat))
+	// Each representation has its own strong ETag: the gzip stream and the
+	// decompressed bytes are different byte sequences.
+	if passThrough {
+		h.Set("Etag", `"`+img.SHA256+`-gz"`)
+	} else {
+		h.Set("Etag", `"`+img.SHA256+`"`)
+	}
+
+	if passThrough {
+		if notModified(r, h.Get("Etag"), img.Updated) {
+			h.Del("Content-Type")
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Encoding", "gzip")
+		h.Set("Content-Length", strconv.FormatInt(storedSize, 10))
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodHead {
+			return
+		}
+		if n, err := io.Copy(w, stored); err != nil || n != storedSize {
+			s.abortDownload(r, n, storedSize, err)
+		}
+		return
+	}
+
+	body := &gunzipSeeker{size: img.Size, stored: stored, reopen: func() (io.ReadCloser, error) {
+		again, rc, _, err := s.svc.OpenStored(ctx, u, id)
+		if err == nil && again.SHA256 != img.SHA256 {
+			rc.Close()
+			err = errors.New("the image was replaced during the download")
+		}
+		return rc, err
+	}}
+	defer func() { stored = body.stored }() // the one to close
+	http.ServeContent(w, r, "", img.Updated, body)
+	if body.err != nil && !errors.Is(body.err, io.EOF) {
+		s.abortDownload(r, body.pos, img.Size, body.err)
+	}
+}
+
+// abortDownload ends a download that failed after its status line was sent:
+// the only honest signal left is to cut the connection, so that the client
+// sees a short body.
+func (s *Server) abortDownload(r *http.Request, sent, size int64, err error) {
+	if err == nil {
+		err = fmt.Errorf("stored image has the wrong length")
+	}
+	s.log.Error("image download failed", "route", routeOf(r), "sent", sent, "size", size, "err", err)
+	panic(http.ErrAbortHandler)
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding admits gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding != "gzip" && coding != "x-gzip" {
+			continue
+		}
+		q := 1.0
+		for p := range strings.SplitSeq(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		return q > 0
+	}
+	return false
+}
+
+// notModified evaluates If-None-Match (a weak comparison, RFC 9110 13.1.2)
+// or, without it, If-Modified-Since, for a GET or HEAD.
+func notModified(r *http.Request, etag string, modified time.Time) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for tag := range strings.SplitSeq(inm, ",") {
+			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+			if tag == "*" || tag == etag {
+				return true
+			}
+		}
+		return false
+	}
+	if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil {
+		return !modified.Truncate(time.Second).After(ims)
+	}
+	return false
+}
+
+// gunzipSeeker presents an image's decompressed bytes as an io.ReadSeeker
+// for http.ServeContent without holding them: a seek only moves a target,
+// a read moving forward discards bytes, and a read behind the stream's
+// position (a second range) reopens the image.
+type gunzipSeeker struct {
+	size   int64
+	stored io.ReadCloser // the open gzip stream, closed by the caller
+	reopen func() (io.ReadCloser, error)
+
+	zr     *gzip.Reader
+	pos    int64 // position of zr
+	target int64 // position the next read starts from
+	err    error // the first error a read met
+}
+
+func (g *gunzipSeeker) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += g.target
+	case io.SeekEnd:
+		offset += g.size
+	default:
+		return 0, errors.New("bad whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("negative position")
+	}
+	g.target = offset
+	return offset, nil
+}
+
+func (g *gunzipSeeker) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.read(p)
+	if err != nil {
+		g.err = err
+	}
+	return n, err
+}
+
+func (g *gunzipSeeker) read(p []byte) (int, error) {
+	if g.zr != nil && g.target < g.pos {
+		rc, err := g.reopen()
+		if err != nil {
+			return 0, err
+		}
+		g.stored.Close()
+		g.stored, g.zr, g.pos = rc, nil, 0
+	}
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.stored)
+		if err != nil {
+			return 0, fmt.Errorf("damaged blob: %w", err)
+		}
+		g.zr = zr
+	}
+	if g.target > g.pos {
+		n, err := io.CopyN(io.Discard, g.zr, g.target-g.pos)
+		g.pos += n
+		if err != nil {
+			return 0, err
+		}
+	}
+	n, err := g.zr.Read(p)
+	if err != nil && err != io.EOF {
+		return 0, err // a checksum error can come with the last bytes: drop them
+	}
+	if err == nil && g.pos+int64(n) >= g.size {
+		// Before the last bytes go out, make gzip check its CRC and
+		// length: a damaged blob then ends the response short, rather
+		// than complete and wrong.
+		var one [1]byte
+		if m, err2 := g.zr.Read(one[:]); m != 0 || err2 != io.EOF {
+			if err2 == nil || err2 == io.EOF {
+				err2 = errors.New("stored image is longer than recorded")
+			}
+			return 0, err2
+		}
+		err = io.EOF
+	}
+	g.pos += int64(n)
+	g.target = g.pos
+	return n, err
+}
