@@ -98,9 +98,16 @@ func (s *Service) GenerateToken(ctx context.Context, username string) (string, e
 	}
 	u := User{Name: username, Token: token, Created: s.now().UTC()}
 	if err := s.putJSON(ctx, userKey(uh), u, storage.Cond{IfAbsent: true}); err != nil {
-		s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
 		if errors.Is(err, storage.ErrPrecondition) {
+			s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
 			return "", ErrUserExists // another request created the user first
+		}
+		// The write may have happened all the same (a timeout after the
+		// commit): keep the token record if the user record names it.
+		if cur, rerr := s.User(context.WithoutCancel(ctx), username); rerr != nil || cur.Token != token {
+			if rerr == nil || errors.Is(rerr, ErrUserNotFound) {
+				s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
+			}
 		}
 		return "", err
 	}
@@ -309,7 +316,7 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 		return nil
 	})
 	if err != nil {
-		s.deleteBlob(ctx, uh, blob.name)
+		s.discardBlob(ctx, uh, blob.name)
 		return Image{}, err
 	}
 	return img, nil
@@ -363,7 +370,9 @@ func (s *Service) Replace(ctx context.Context, u User, id, name string, r io.Rea
 		return nil
 	})
 	if err != nil {
-		s.deleteBlob(ctx, uh, blob.name)
+		if listed := s.discardBlob(ctx, uh, blob.name); listed {
+			s.deleteBlob(ctx, uh, oldBlob) // committed after all: the old one is unreferenced
+		}
 		return Image{}, err
 	}
 	s.deleteBlob(ctx, uh, oldBlob)
@@ -391,6 +400,26 @@ func (s *Service) Delete(ctx context.Context, u User, id string) error {
 	}
 	s.deleteBlob(ctx, uh, blob)
 	return nil
+}
+
+// discardBlob removes a new blob after its index update failed. A failure
+// reported by the store may hide a write that happened all the same (a
+// timeout after the commit, a failed fsync after the rename), so the blob
+// goes only if a fresh read of the index does not name it; if the index
+// cannot be read, it stays, for the orphan sweep to judge later. It reports
+// whether the index names the blob.
+func (s *Service) discardBlob(ctx context.Context, uh, blob string) (listed bool) {
+	ctx = context.WithoutCancel(ctx)
+	ix, _, err := s.loadIndex(ctx, uh)
+	if err != nil {
+		s.log.Warn("kept a blob whose index update failed: the index cannot be read", "blob", blob, "err", err)
+		return false
+	}
+	if slices.ContainsFunc(ix.Images, func(img Image) bool { return img.Blob == blob }) {
+		return true
+	}
+	s.deleteBlob(ctx, uh, blob)
+	return false
 }
 
 // ---- JSON records
