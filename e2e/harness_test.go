@@ -311,11 +311,6 @@ func wantEmpty(t *testing.T, what string, r response, status int) {
 var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]{10}$`)
 var idRe = regexp.MustCompile(`^[A-Za-z0-9_-]{4}$`)
 
-func quote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
-
 func trimSlash(p string) string { return strings.TrimSuffix(p, "/") }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }

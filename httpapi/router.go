@@ -77,8 +77,6 @@ func (r *route) allow() string {
 	return strings.Join(ms, ", ")
 }
 
-type paramsKey struct{}
-
 func (rt *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// A path with "//" inside names no route: segments are never empty.
 	r, params := rt.match(req.URL.EscapedPath())

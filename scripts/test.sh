@@ -4,17 +4,27 @@
 # a short run of each fuzz target. Installs what the tests need first.
 #
 #   IMAGESTORE_FUZZTIME   how long each fuzz target runs (default 10s; 0 skips)
+#
+# Under CI (CI=true) nothing may be skipped: a missing httpie or C compiler
+# (for the race detector) fails the run instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+missing() {
+	if [ "${CI:-}" = true ]; then
+		echo "error: $1" >&2
+		exit 1
+	fi
+	echo "note: $1"
+}
 
 # httpie runs the seed's own commands in the end-to-end tests.
 if ! command -v http >/dev/null 2>&1; then
 	if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 		echo "installing httpie for the seed's commands..."
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq httpie >/dev/null
-	else
-		echo "note: httpie is not installed and cannot be installed here; TestSeedHttpieCommands will skip"
 	fi
+	command -v http >/dev/null 2>&1 || missing "httpie is not installed and cannot be installed here; TestSeedHttpieCommands will skip"
 fi
 
 echo "== gofmt"
@@ -30,7 +40,7 @@ go vet ./...
 echo "== go test"
 race=-race
 if ! command -v gcc >/dev/null 2>&1; then
-	echo "note: no C compiler, so no race detector"
+	missing "no C compiler, so no race detector"
 	race=
 fi
 go test $race -count=1 ./...

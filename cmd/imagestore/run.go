@@ -78,6 +78,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	shutdown := env("IMAGESTORE_SHUTDOWN_TIMEOUT", "30s")
 	fs.Func("shutdown-timeout", "how long requests in flight may take to finish at shutdown, as a `duration` (IMAGESTORE_SHUTDOWN_TIMEOUT; default 30s)", func(s string) error { shutdown = s; return nil })
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, flag.ErrHelp
+		}
 		return c, errUsage // the flag package has said what was wrong
 	}
 	fs.Visit(func(f *flag.Flag) { delete(envErrs, f.Name) })
