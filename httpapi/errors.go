@@ -57,6 +57,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, m
 		writeString(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
 			"Image too large: %dx%d is %d pixels, the limit is %d pixels", tooMany.Width, tooMany.Height, tooMany.Width*tooMany.Height, tooMany.Max))
 		return
+	case errors.Is(err, errFormPrefixTooLarge):
+		writeString(w, http.StatusRequestEntityTooLarge, "Form too large: "+errFormPrefixTooLarge.Error())
+		return
+	case errors.Is(err, errSlowClient):
+		writeDetail(w, http.StatusRequestTimeout, "Request body too slow: no data for "+s.opts.BodyTimeout.String())
+		return
 	case errors.Is(err, errMalformed):
 		writeDetail(w, http.StatusBadRequest, "Multipart form parse error")
 		return

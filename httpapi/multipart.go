@@ -26,7 +26,13 @@ func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, e
 	if r.ContentLength > s.opts.MaxUploadBytes {
 		return nil, &http.MaxBytesError{Limit: s.opts.MaxUploadBytes}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes)
+	// Part headers are held in memory while they are parsed; bounding what
+	// may come before the file bounds them, whatever the upload limit.
+	prefix := &prefixLimiter{r: http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes), left: maxFormPrefix}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{prefix, r.Body}
 	mr, err := r.MultipartReader()
 	if errors.Is(err, http.ErrNotMultipart) {
 		return nil, errNoFile
@@ -41,12 +47,13 @@ func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, e
 		}
 		if err != nil {
 			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
+			if errors.As(err, &tooBig) || errors.Is(err, errFormPrefixTooLarge) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("%w: %v", errMalformed, err)
 		}
 		if name, ok := fileName(p); ok {
+			prefix.left = -1 // the file itself is bounded by the upload limit only
 			return &filePart{Part: p, name: name}, nil
 		}
 		// A text field, or a file part without a name: skip it.
@@ -72,4 +79,32 @@ func fileName(p *multipart.Part) (string, bool) {
 		return "", false
 	}
 	return raw, true
+}
+
+// maxFormPrefix bounds the bytes of a form before its file part's content:
+// the headers of the parts and any text fields before the file.
+const maxFormPrefix = 1 << 20
+
+var errFormPrefixTooLarge = fmt.Errorf("the form fields before the file exceed %d bytes", maxFormPrefix)
+
+// prefixLimiter fails once more than left bytes were read, unless left is
+// negative (no limit).
+type prefixLimiter struct {
+	r    io.Reader
+	left int64
+}
+
+func (p *prefixLimiter) Read(b []byte) (int, error) {
+	if p.left < 0 {
+		return p.r.Read(b)
+	}
+	if p.left == 0 {
+		return 0, errFormPrefixTooLarge
+	}
+	if int64(len(b)) > p.left {
+		b = b[:p.left]
+	}
+	n, err := p.r.Read(b)
+	p.left -= int64(n)
+	return n, err
 }

@@ -51,6 +51,11 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	release, ok := s.uploadTurn(r)
+	if !ok {
+		return
+	}
+	defer release()
 	part, err := s.firstFile(w, r)
 	if err != nil {
 		s.writeError(w, r, err, nil)
@@ -69,6 +74,11 @@ func (s *Server) handleUpdateImage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	release, ok := s.uploadTurn(r)
+	if !ok {
+		return
+	}
+	defer release()
 	part, err := s.firstFile(w, r)
 	if err != nil {
 		s.writeError(w, r, err, nil)

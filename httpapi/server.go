@@ -23,7 +23,16 @@ type Options struct {
 	MaxUploadBytes int64
 	// Logger receives the access log and errors. Nil discards them.
 	Logger *slog.Logger
+	// BodyTimeout is how long a client may leave a request body or a
+	// response without progress; 0 means no limit.
+	BodyTimeout time.Duration
+	// MaxUploads bounds the uploads and replacements in progress at once;
+	// more wait for a turn. 0 means DefaultMaxUploads.
+	MaxUploads int
 }
+
+// DefaultMaxUploads is the default of Options.MaxUploads.
+const DefaultMaxUploads = 64
 
 // DefaultMaxUploadBytes is the default of Options.MaxUploadBytes: 32 MiB.
 const DefaultMaxUploadBytes = 32 << 20
@@ -34,6 +43,7 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	handler http.Handler
+	uploads chan struct{} // a token per upload in progress
 }
 
 // NewServer returns the HTTP handler of the whole API.
@@ -45,8 +55,11 @@ func NewServer(svc *domain.Service, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{svc: svc, opts: opts, log: log}
-	s.handler = s.accessLog(s.recoverPanics(s.routes()))
+	if opts.MaxUploads <= 0 {
+		opts.MaxUploads = DefaultMaxUploads
+	}
+	s := &Server{svc: svc, opts: opts, log: log, uploads: make(chan struct{}, opts.MaxUploads)}
+	s.handler = s.accessLog(s.recoverPanics(s.progressDeadlines(s.routes())))
 	return s
 }
 
@@ -155,4 +168,17 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// uploadTurn waits until fewer than MaxUploads uploads are in progress, so
+// that the memory and file descriptors uploads hold stay bounded however
+// many clients send at once. It returns a release function, or false if the
+// client left while waiting.
+func (s *Server) uploadTurn(r *http.Request) (release func(), ok bool) {
+	select {
+	case s.uploads <- struct{}{}:
+		return func() { <-s.uploads }, true
+	case <-r.Context().Done():
+		return nil, false
+	}
 }

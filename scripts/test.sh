@@ -22,7 +22,7 @@ missing() {
 if ! command -v http >/dev/null 2>&1; then
 	if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 		echo "installing httpie for the seed's commands..."
-		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq httpie >/dev/null
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq httpie) >/dev/null 2>&1 || true
 	fi
 	command -v http >/dev/null 2>&1 || missing "httpie is not installed and cannot be installed here; TestSeedHttpieCommands will skip"
 fi

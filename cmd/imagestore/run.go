@@ -31,6 +31,8 @@ type config struct {
 	logFormat       string
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	bodyTimeout     time.Duration
+	maxUploads      int
 }
 
 // parseConfig reads flags, falling back to IMAGESTORE_* environment
@@ -77,6 +79,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Func("log-level", "log `level`: debug, info, warn or error (IMAGESTORE_LOG_LEVEL)", func(s string) error { level = s; return nil })
 	shutdown := env("IMAGESTORE_SHUTDOWN_TIMEOUT", "30s")
 	fs.Func("shutdown-timeout", "how long requests in flight may take to finish at shutdown, as a `duration` (IMAGESTORE_SHUTDOWN_TIMEOUT; default 30s)", func(s string) error { shutdown = s; return nil })
+	bodyTimeout := env("IMAGESTORE_BODY_TIMEOUT", "60s")
+	fs.Func("body-timeout", "how long a client may send no part of a request body, or take no part of a response, as a `duration`; 0 for no limit (IMAGESTORE_BODY_TIMEOUT; default 60s)", func(s string) error { bodyTimeout = s; return nil })
+	fs.IntVar(&c.maxUploads, "max-uploads", int(envInt("max-uploads", "IMAGESTORE_MAX_UPLOADS", httpapi.DefaultMaxUploads)), "most uploads in progress at once; more wait their turn (IMAGESTORE_MAX_UPLOADS)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, flag.ErrHelp
@@ -98,6 +103,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		errs = append(errs, fmt.Errorf("shutdown timeout: %q is not a duration", shutdown))
 	}
 	c.shutdownTimeout = d
+	if c.bodyTimeout, err = time.ParseDuration(bodyTimeout); err != nil || c.bodyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("body timeout: %q is not a duration", bodyTimeout))
+	}
+	if c.maxUploads < 1 {
+		errs = append(errs, fmt.Errorf("max uploads %d is less than 1", c.maxUploads))
+	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q is neither text nor json", c.logFormat))
 	}
@@ -172,16 +183,25 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	api := httpapi.NewServer(svc, httpapi.Options{MaxUploadBytes: int64(cfg.maxUpload), Logger: log})
+	api := httpapi.NewServer(svc, httpapi.Options{
+		MaxUploadBytes: int64(cfg.maxUpload),
+		Logger:         log,
+		BodyTimeout:    cfg.bodyTimeout,
+		MaxUploads:     cfg.maxUploads,
+	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
+	// No ReadTimeout or WriteTimeout: they would bound a whole upload or
+	// download, and cut a large one on a slow link. The handler's progress
+	// deadlines (--body-timeout) stop the clients that send or take nothing.
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

@@ -1,0 +1,73 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+// errSlowClient means a client sent no part of its request body for longer
+// than Options.BodyTimeout.
+var errSlowClient = errors.New("the client sent nothing for too long")
+
+// progressDeadlines protects the server from clients too slow to be real,
+// without cutting off a large transfer on a slow link: rather than one
+// deadline for a whole request, each read of the request body and each
+// write of the response must make progress within Options.BodyTimeout.
+func (s *Server) progressDeadlines(next http.Handler) http.Handler {
+	if s.opts.BodyTimeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: s.opts.BodyTimeout}
+		}
+		next.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: rc, timeout: s.opts.BodyTimeout}, r)
+	})
+}
+
+type deadlineBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errSlowClient
+	}
+	return n, err
+}
+
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom copies in pieces, each with a fresh deadline, each through the
+// connection's own ReadFrom (sendfile for a file).
+func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
+	const piece = 1 << 20
+	var total int64
+	for {
+		w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+		n, err := io.Copy(w.ResponseWriter, io.LimitReader(src, piece))
+		total += n
+		if err != nil || n < piece {
+			return total, err
+		}
+	}
+}
+
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
