@@ -3,8 +3,10 @@ package imagetype_test
 import (
 	"bytes"
 	"errors"
+	"image"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imagestore/imagestore/imagetype"
@@ -35,6 +37,14 @@ func FuzzCheck(f *testing.F) {
 		}
 		if f, ok := imagetype.Detect(b); !ok || f.Name != info.Format.Name {
 			t.Fatalf("accepted as %s, detected as %s", info.Format.Name, f.Name)
+		}
+		// What Go's own parser calls malformed must not be accepted.
+		if cfg, name, err := image.DecodeConfig(bytes.NewReader(b)); err == nil {
+			if name != info.Format.Name || int64(cfg.Width) != info.Width || int64(cfg.Height) != info.Height {
+				t.Fatalf("accepted as %s %dx%d, Go says %s %dx%d", info.Format.Name, info.Width, info.Height, name, cfg.Width, cfg.Height)
+			}
+		} else if msg := err.Error(); !strings.Contains(msg, "unsupported") && !strings.Contains(msg, "not implemented") && err != image.ErrFormat {
+			t.Fatalf("accepted as %s, but Go's parser says: %v", info.Format.Name, err)
 		}
 	})
 }

@@ -122,6 +122,7 @@ func ByName(name string) (Format, bool) {
 // the error r returned.
 func Check(r io.Reader, maxPixels int64) (Info, error) {
 	rd := newReader(r)
+	defer rd.release()
 	head, _ := rd.br.Peek(HeadLen)
 	f, ok := Detect(head)
 	if !ok {
@@ -167,6 +168,9 @@ func Check(r io.Reader, maxPixels int64) (Info, error) {
 	if total := rd.total(); total < minLen {
 		return Info{}, fmt.Errorf("%w: truncated %s (%d bytes of at least %d)", ErrNotImage, f.Name, total, minLen)
 	}
+	if err := checkWithGo(f.Name, *rd.src.head, rd.total(), info.Width, info.Height); err != nil {
+		return Info{}, err
+	}
 	return info, nil
 }
 
@@ -177,13 +181,17 @@ const maxDim = 1<<31 - 1
 // underlying reader returned, so that Check can tell a failing input from a
 // malformed image, and counts the bytes read.
 type errReader struct {
-	r   io.Reader
-	n   int64
-	err error
+	r    io.Reader
+	n    int64
+	err  error
+	head *[]byte // the first headLen bytes, for Go's parsers
 }
 
 func (e *errReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
+	if h := *e.head; len(h) < headLen && n > 0 {
+		*e.head = append(h, p[:min(n, headLen-len(h))]...)
+	}
 	e.n += int64(n)
 	if err != nil && err != io.EOF && e.err == nil {
 		e.err = err
@@ -200,9 +208,14 @@ type reader struct {
 }
 
 func newReader(r io.Reader) *reader {
-	src := &errReader{r: r}
+	head := headPool.Get().(*[]byte)
+	*head = (*head)[:0]
+	src := &errReader{r: r, head: head}
 	return &reader{src: src, br: bufio.NewReaderSize(src, 32<<10)}
 }
+
+// release returns the reader's buffers; it must not be used afterwards.
+func (r *reader) release() { headPool.Put(r.src.head) }
 
 // srcErr is the input's own failure, if it failed.
 func (r *reader) srcErr() error { return r.src.err }

@@ -48,6 +48,9 @@ func parseJPEG(r *reader, dims func(w, h int64) error) (int64, error) {
 				return 0, err
 			}
 			h, w, comps := int64(binary.BigEndian.Uint16(b[1:])), int64(binary.BigEndian.Uint16(b[3:])), int64(b[5])
+			if p := b[0]; p < 2 || p > 16 || m == 0xc0 && p != 8 {
+				return 0, fmt.Errorf("sample precision %d", p)
+			}
 			if comps < 1 || comps > 4 || n != 6+3*comps {
 				return 0, fmt.Errorf("bad frame header (%d components)", comps)
 			}

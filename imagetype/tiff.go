@@ -93,6 +93,9 @@ func parseTIFF(r *reader, dims func(w, h int64) error) (int64, error) {
 			n, val = int64(bo.Uint32(e[4:])), e[8:12]
 		}
 		size := typeSize(typ)
+		if typ == 16 && !big {
+			return 0, fmt.Errorf("tag %d: 8-byte values exist only in BigTIFF", tag)
+		}
 		if vs := valueSize(typ); vs > 0 && n*vs > inlineLen && n < 1<<32 {
 			var off int64
 			if big {
