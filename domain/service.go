@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -400,6 +401,61 @@ func (s *Service) Delete(ctx context.Context, u User, id string) error {
 	}
 	s.deleteBlob(ctx, uh, blob)
 	return nil
+}
+
+// SweepOrphans removes the blobs that no index names and that were written
+// before the given time: the bytes of uploads that a crash interrupted
+// between their two steps, and old bytes whose removal was interrupted.
+// Uploads in progress write their blob before their index names it; the
+// time spares them, so it must be earlier than any upload in progress
+// began (for a store used by one process, the moment that process started).
+// It returns how many blobs it removed.
+func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, error) {
+	removed := 0
+	var curUser string
+	var named map[string]bool
+	for key, err := range s.store.List(ctx, "blobs/") {
+		if err != nil {
+			return removed, err
+		}
+		uh, file, ok := strings.Cut(strings.TrimPrefix(key, "blobs/"), "/")
+		name, isBlob := strings.CutSuffix(file, ".gz")
+		if !ok || !isBlob {
+			continue // not a key this package wrote
+		}
+		if uh != curUser {
+			ix, _, err := s.loadIndex(ctx, uh)
+			if err != nil {
+				return removed, err
+			}
+			curUser, named = uh, map[string]bool{}
+			for _, img := range ix.Images {
+				named[img.Blob] = true
+			}
+		}
+		if named[name] {
+			continue
+		}
+		attrs, err := s.store.Stat(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return removed, err
+		}
+		if !attrs.ModTime.Before(before) {
+			continue
+		}
+		// Read the index again: it may have changed since it was loaded.
+		if ix, _, err := s.loadIndex(ctx, uh); err != nil || slices.ContainsFunc(ix.Images, func(img Image) bool { return img.Blob == name }) {
+			continue
+		}
+		if err := s.store.Delete(ctx, key, storage.Cond{}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
 }
 
 // discardBlob removes a new blob after its index update failed. A failure

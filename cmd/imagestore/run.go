@@ -173,6 +173,7 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, cfg config, stderr io.Writer) error {
+	started := time.Now()
 	log := newLogger(cfg, stderr)
 	store, err := filestore.Open(cfg.data)
 	if err != nil {
@@ -207,6 +208,18 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.data,
 		"max_upload", int64(cfg.maxUpload), "max_pixels", cfg.maxPixels, "gzip_level", cfg.gzipLevel)
+
+	// Bytes that a crash left without an index entry: this process holds
+	// the folder, so every upload in progress began after started.
+	go func() {
+		n, err := svc.SweepOrphans(ctx, started)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("sweeping unreferenced blobs failed", "err", err)
+		case n > 0:
+			log.Info("removed unreferenced blobs left by an earlier crash", "count", n)
+		}
+	}()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
