@@ -16,6 +16,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"iter"
 	"strings"
@@ -137,6 +138,21 @@ func CheckCond(cond Cond, isDelete bool) error {
 	}
 	if isDelete && cond.IfAbsent {
 		return errors.New("storage: IfAbsent is meaningless for Delete")
+	}
+	return nil
+}
+
+// Precondition decides a conditional operation for a store: given whether
+// the key exists and its current ETag, it returns nil if cond holds, and an
+// error wrapping ErrPrecondition if it does not.
+func Precondition(key string, cond Cond, exists bool, etag string) error {
+	switch {
+	case cond.IfAbsent && exists:
+		return fmt.Errorf("%s exists: %w", key, ErrPrecondition)
+	case cond.IfMatch != "" && !exists:
+		return fmt.Errorf("%s is missing: %w", key, ErrPrecondition)
+	case cond.IfMatch != "" && etag != cond.IfMatch:
+		return fmt.Errorf("%s changed: %w", key, ErrPrecondition)
 	}
 	return nil
 }

@@ -272,17 +272,10 @@ func (s *Store) check(key, p string, cond storage.Cond) error {
 		return nil
 	}
 	cur, err := s.stat(key, p)
-	exists := err == nil
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
-	switch {
-	case cond.IfAbsent && exists:
-		return fmt.Errorf("%s exists: %w", key, storage.ErrPrecondition)
-	case cond.IfMatch != "" && (!exists || cur.ETag != cond.IfMatch):
-		return fmt.Errorf("%s changed: %w", key, storage.ErrPrecondition)
-	}
-	return nil
+	return storage.Precondition(key, cond, err == nil, cur.ETag)
 }
 
 // wrapWriteErr marks a full disk as storage.ErrInsufficientStorage.

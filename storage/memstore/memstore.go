@@ -106,13 +106,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 // check reports whether cond holds for key. s.mu must be held.
 func (s *Store) check(key string, cond storage.Cond) error {
 	cur, exists := s.objects[key]
-	switch {
-	case cond.IfAbsent && exists:
-		return fmt.Errorf("put %s: exists: %w", key, storage.ErrPrecondition)
-	case cond.IfMatch != "" && (!exists || cur.etag != cond.IfMatch):
-		return fmt.Errorf("%s: etag differs: %w", key, storage.ErrPrecondition)
-	}
-	return nil
+	return storage.Precondition(key, cond, exists, cur.etag)
 }
 
 // Delete implements storage.Store.
