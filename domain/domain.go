@@ -43,6 +43,22 @@ var (
 	ErrNotImage = imagetype.ErrNotImage
 	// ErrInsufficientStorage is the store's storage.ErrInsufficientStorage.
 	ErrInsufficientStorage = errors.New("insufficient storage")
+	// ErrChanged means a conditional change found the image changed.
+	ErrChanged = errors.New("the image changed")
+	// ErrWeakPassword is returned for a password outside the accepted
+	// lengths (see MinPasswordLen).
+	ErrWeakPassword = errors.New("password too short or too long")
+	// ErrPasswordRequired and ErrWrongPassword refuse a token retrieval.
+	ErrPasswordRequired = errors.New("a password is required")
+	ErrWrongPassword    = errors.New("wrong username or password")
+	// ErrRetrievalDisabled: the operator turned token retrieval off.
+	ErrRetrievalDisabled = errors.New("token retrieval is disabled")
+	// ErrIdempotencyInProgress: a request with the same idempotency key is
+	// still being processed.
+	ErrIdempotencyInProgress = errors.New("a request with this idempotency key is in progress")
+	// ErrIdempotencyKey: an idempotency key that is empty, too long or not
+	// printable ASCII.
+	ErrIdempotencyKey = errors.New("invalid idempotency key")
 )
 
 // TooManyPixelsError is returned for an image whose header claims more
@@ -54,7 +70,12 @@ type User struct {
 	Name    string    `json:"username"`
 	Token   string    `json:"token"`
 	Created time.Time `json:"created"`
+	// PasswordHash is the bcrypt hash of the user's password, if any.
+	PasswordHash string `json:"password_hash,omitempty"`
 }
+
+// HasPassword reports whether the user set a password.
+func (u User) HasPassword() bool { return u.PasswordHash != "" }
 
 // Image describes one stored image.
 type Image struct {

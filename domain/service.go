@@ -31,6 +31,9 @@ type Config struct {
 	// Logger receives warnings about things that went wrong without
 	// failing a request (an unreferenced blob left behind, say).
 	Logger *slog.Logger
+	// Retrieval is the rule for retrieving a token by username; empty
+	// means RetrievalOpen, the original's behaviour.
+	Retrieval RetrievalMode
 }
 
 // DefaultConfig is the configuration used where none is given.
@@ -71,37 +74,46 @@ type tokenRecord struct {
 	Username string `json:"username"`
 }
 
-// GenerateToken creates the user and returns its new token. It returns
-// ErrUserExists if the username is taken, and ErrInvalidUsername if it is not
-// a username.
+// GenerateToken creates the user, without a password, and returns its new
+// token. It returns ErrUserExists if the username is taken, and
+// ErrInvalidUsername if it is not a username.
 func (s *Service) GenerateToken(ctx context.Context, username string) (string, error) {
+	u, err := s.CreateUser(ctx, username, "")
+	return u.Token, err
+}
+
+// CreateUser creates the user with a new token and, if password is not
+// empty, a password (kept only as a bcrypt hash). Errors: ErrInvalidUsername,
+// ErrWeakPassword, ErrUserExists.
+func (s *Service) CreateUser(ctx context.Context, username, password string) (User, error) {
 	if !ValidUsername(username) {
-		return "", ErrInvalidUsername
+		return User{}, ErrInvalidUsername
+	}
+	u := User{Name: username, Created: s.now().UTC()}
+	if password != "" {
+		hash, err := hashPassword(password)
+		if err != nil {
+			return User{}, err
+		}
+		u.PasswordHash = hash
 	}
 	uh := userHashOf(username)
 	if _, err := s.store.Stat(ctx, userKey(uh)); err == nil {
-		return "", ErrUserExists
+		return User{}, ErrUserExists
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return "", err
+		return User{}, err
 	}
 	// Claim a token no one has. A token record without its user (after a
 	// crash, or a lost race below) authenticates no one: see Authenticate.
-	var token string
-	for attempt := 0; ; attempt++ {
-		token = NewToken()
-		err := s.putJSON(ctx, tokenKey(token), tokenRecord{Username: username}, storage.Cond{IfAbsent: true})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, storage.ErrPrecondition) || attempt == 10 {
-			return "", err
-		}
+	token, err := s.claimToken(ctx, username)
+	if err != nil {
+		return User{}, err
 	}
-	u := User{Name: username, Token: token, Created: s.now().UTC()}
+	u.Token = token
 	if err := s.putJSON(ctx, userKey(uh), u, storage.Cond{IfAbsent: true}); err != nil {
 		if errors.Is(err, storage.ErrPrecondition) {
 			s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
-			return "", ErrUserExists // another request created the user first
+			return User{}, ErrUserExists // another request created the user first
 		}
 		// The write may have happened all the same (a timeout after the
 		// commit): keep the token record if the user record names it.
@@ -110,9 +122,24 @@ func (s *Service) GenerateToken(ctx context.Context, username string) (string, e
 				s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
 			}
 		}
-		return "", err
+		return User{}, err
 	}
-	return token, nil
+	return u, nil
+}
+
+// claimToken creates the record of a new token for username, retrying on
+// the (astronomically rare) collision with an existing token.
+func (s *Service) claimToken(ctx context.Context, username string) (string, error) {
+	for attempt := 0; ; attempt++ {
+		token := NewToken()
+		err := s.putJSON(ctx, tokenKey(token), tokenRecord{Username: username}, storage.Cond{IfAbsent: true})
+		if err == nil {
+			return token, nil
+		}
+		if !errors.Is(err, storage.ErrPrecondition) || attempt == 10 {
+			return "", err
+		}
+	}
 }
 
 // User returns the user of that name, or ErrUserNotFound.
@@ -329,6 +356,13 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 // *TooManyPixelsError, ErrNameTaken if another image of the user has that
 // name. A refused replacement changes nothing.
 func (s *Service) Replace(ctx context.Context, u User, id, name string, r io.Reader) (Image, error) {
+	return s.ReplaceIf(ctx, u, id, name, "", r)
+}
+
+// ReplaceIf is Replace, made conditional: if ifSHA256 is not empty, the
+// replacement happens only while the image's content still has that hash,
+// and ErrChanged is returned otherwise. An empty name keeps the current one.
+func (s *Service) ReplaceIf(ctx context.Context, u User, id, name, ifSHA256 string, r io.Reader) (Image, error) {
 	if !ValidID(id) {
 		return Image{}, ErrImageNotFound
 	}
@@ -337,8 +371,15 @@ func (s *Service) Replace(ctx context.Context, u User, id, name string, r io.Rea
 	if err != nil {
 		return Image{}, err
 	}
-	if ix.byID(id) < 0 {
+	i := ix.byID(id)
+	if i < 0 {
 		return Image{}, ErrImageNotFound
+	}
+	if ifSHA256 != "" && ix.Images[i].SHA256 != ifSHA256 {
+		return Image{}, ErrChanged
+	}
+	if name == "" {
+		name = ix.Images[i].Name
 	}
 	name, ok := CleanName(name)
 	if !ok {
@@ -357,6 +398,9 @@ func (s *Service) Replace(ctx context.Context, u User, id, name string, r io.Rea
 		i := ix.byID(id)
 		if i < 0 {
 			return ErrImageNotFound
+		}
+		if ifSHA256 != "" && ix.Images[i].SHA256 != ifSHA256 {
+			return ErrChanged
 		}
 		if j := ix.byName(name); j >= 0 && j != i {
 			return ErrNameTaken
@@ -382,6 +426,12 @@ func (s *Service) Replace(ctx context.Context, u User, id, name string, r io.Rea
 
 // Delete removes the user's image id, or returns ErrImageNotFound.
 func (s *Service) Delete(ctx context.Context, u User, id string) error {
+	return s.DeleteIf(ctx, u, id, "")
+}
+
+// DeleteIf is Delete, made conditional: if ifSHA256 is not empty, the image
+// goes only while its content still has that hash; ErrChanged otherwise.
+func (s *Service) DeleteIf(ctx context.Context, u User, id, ifSHA256 string) error {
 	if !ValidID(id) {
 		return ErrImageNotFound
 	}
@@ -391,6 +441,9 @@ func (s *Service) Delete(ctx context.Context, u User, id string) error {
 		i := ix.byID(id)
 		if i < 0 {
 			return ErrImageNotFound
+		}
+		if ifSHA256 != "" && ix.Images[i].SHA256 != ifSHA256 {
+			return ErrChanged
 		}
 		blob = ix.Images[i].Blob
 		ix.Images = slices.Delete(ix.Images, i, i+1)
@@ -500,3 +553,48 @@ func (s *Service) putJSON(ctx context.Context, key string, v any, cond storage.C
 	_, err = s.store.Put(ctx, key, bytes.NewReader(b), cond)
 	return storeErr(err)
 }
+
+// MaxPageSize bounds a page of ListPage.
+const MaxPageSize = 1000
+
+// ListPage returns up to limit of the user's images in upload order,
+// starting after the place after marks (the zero Cursor for the first
+// page), and the cursor of the next page (zero after the last one). Pages
+// stay consistent while images are added (they come last), replaced (they
+// keep their place) or deleted (a cursor whose image is gone resumes after
+// the images created no later than it).
+func (s *Service) ListPage(ctx context.Context, u User, after Cursor, limit int) ([]Image, Cursor, error) {
+	if limit <= 0 || limit > MaxPageSize {
+		limit = MaxPageSize
+	}
+	imgs, err := s.List(ctx, u)
+	if err != nil {
+		return nil, Cursor{}, err
+	}
+	start := 0
+	if !after.IsZero() {
+		start = len(imgs)
+		if i := slices.IndexFunc(imgs, func(img Image) bool { return img.ID == after.ID && img.Created.Equal(after.Created) }); i >= 0 {
+			start = i + 1
+		} else if i := slices.IndexFunc(imgs, func(img Image) bool { return img.Created.After(after.Created) }); i >= 0 {
+			start = i
+		}
+	}
+	end := min(start+limit, len(imgs))
+	page := imgs[start:end]
+	var next Cursor
+	if end < len(imgs) {
+		last := page[len(page)-1]
+		next = Cursor{Created: last.Created, ID: last.ID}
+	}
+	return page, next, nil
+}
+
+// Cursor marks a place in a user's list of images.
+type Cursor struct {
+	Created time.Time
+	ID      string
+}
+
+// IsZero reports whether the cursor is the start of the list.
+func (c Cursor) IsZero() bool { return c.ID == "" }

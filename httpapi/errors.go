@@ -19,80 +19,162 @@ var errNoFile = errors.New("no file in the request")
 // errMalformed wraps an unreadable request body (a broken multipart form).
 var errMalformed = errors.New("malformed request body")
 
-// seedError is the status and the JSON string body the original gave for
-// an error.
-type seedError struct {
-	target error
+// errBadJSON wraps a JSON request body that does not parse.
+var errBadJSON = errors.New("malformed JSON body")
+
+// errRateLimited refuses a client over its rate limit.
+var errRateLimited = errors.New("rate limited")
+
+// errNeedToken: an /api/v1 request without a bearer token.
+var errNeedToken = errors.New("no bearer token")
+
+// problem is what an error means to a client: a status, and how each API
+// words it. It is decided once, in classify, for both APIs.
+type problem struct {
 	status int
-	body   string
+	// slug names the problem type of the /api/v1 answer (RFC 9457).
+	slug  string
+	title string
+	// detail explains this occurrence; extra holds the limit, the allowed
+	// and the actual value where there is one.
+	detail string
+	extra  map[string]any
+	// seed is the original's body for the seed API: a JSON string, or with
+	// seedDetail a {"detail": ...} object; "" with a 204 for none.
+	seed       string
+	seedDetail bool
+	internal   bool // an error of the server's: logged, never explained
 }
 
-// seedErrors maps the domain's errors to the original's answers. It is the
-// one place where errors become status codes; a route may reword a message
-// (see messages in writeError), never change a status.
-var seedErrors = []seedError{
-	{domain.ErrInvalidUsername, http.StatusNotFound, ""}, // the original's route did not match
-	{domain.ErrUserExists, http.StatusConflict, "User exists"},
-	{domain.ErrUserNotFound, http.StatusNotFound, "User does not exists"},
-	{domain.ErrUnauthorized, http.StatusUnauthorized, "Token not recognized"},
-	{domain.ErrImageNotFound, http.StatusNotFound, "Image[s] not found on the server"},
-	{domain.ErrNameTaken, http.StatusConflict, "File exists"},
-	{domain.ErrNotImage, http.StatusNotAcceptable, "Unrecognized file type"},
-	{domain.ErrInsufficientStorage, http.StatusInsufficientStorage, "Insufficient storage: the server cannot store more data now"},
-	{errNoFile, http.StatusNoContent, ""},
+// errorTable maps the domain's errors to status codes: the one place where
+// that happens. A seed route may reword a message (see writeError), never
+// change a status.
+var errorTable = []struct {
+	target error
+	p      problem
+}{
+	{domain.ErrInvalidUsername, problem{status: 404, slug: "invalid-username", title: "Invalid username", detail: "A username is 1 to 150 characters of A-Z, a-z, 0-9 and _.", seed: "Not found.", seedDetail: true}},
+	{domain.ErrUserExists, problem{status: 409, slug: "user-exists", title: "User exists", seed: "User exists"}},
+	{domain.ErrUserNotFound, problem{status: 404, slug: "user-not-found", title: "User not found", seed: "User does not exists"}},
+	{domain.ErrUnauthorized, problem{status: 401, slug: "unauthorized", title: "Token not recognized", seed: "Token not recognized"}},
+	{domain.ErrImageNotFound, problem{status: 404, slug: "image-not-found", title: "Image not found", seed: "Image[s] not found on the server"}},
+	{domain.ErrNameTaken, problem{status: 409, slug: "name-taken", title: "An image of that name exists", seed: "File exists"}},
+	{domain.ErrNotImage, problem{status: 406, slug: "not-an-image", title: "Not an image of an accepted type", seed: "Unrecognized file type"}},
+	{domain.ErrInsufficientStorage, problem{status: 507, slug: "insufficient-storage", title: "Insufficient storage", seed: "Insufficient storage: the server cannot store more data now"}},
+	{domain.ErrChanged, problem{status: 412, slug: "changed", title: "The image changed", detail: "The image no longer matches If-Match.", seed: "Precondition failed", seedDetail: true}},
+	{domain.ErrWeakPassword, problem{status: 422, slug: "weak-password", title: "Unacceptable password", detail: fmt.Sprintf("A password is %d to %d bytes long.", domain.MinPasswordLen, domain.MaxPasswordLen), extra: map[string]any{"limit": "password_length", "allowed": fmt.Sprintf("%d-%d", domain.MinPasswordLen, domain.MaxPasswordLen)}, seed: "Password must be 8 to 72 bytes long"}},
+	{domain.ErrPasswordRequired, problem{status: 401, slug: "password-required", title: "Password required", seed: "Password required"}},
+	{domain.ErrWrongPassword, problem{status: 401, slug: "wrong-password", title: "Wrong username or password", seed: "Wrong username or password"}},
+	{domain.ErrRetrievalDisabled, problem{status: 403, slug: "retrieval-disabled", title: "Token retrieval is disabled", seed: "Token retrieval is disabled"}},
+	{domain.ErrIdempotencyInProgress, problem{status: 409, slug: "idempotency-in-progress", title: "A request with this Idempotency-Key is in progress", seed: "Request in progress"}},
+	{domain.ErrIdempotencyKey, problem{status: 400, slug: "bad-idempotency-key", title: "Invalid Idempotency-Key", detail: fmt.Sprintf("An Idempotency-Key is 1 to %d printable ASCII characters.", domain.MaxIdempotencyKeyLen), seed: "Invalid Idempotency-Key"}},
+	{errNoFile, problem{status: 204, slug: "no-file", title: "No file in the request"}},
+	{errMalformed, problem{status: 400, slug: "malformed-body", title: "Malformed request body", seed: "Multipart form parse error", seedDetail: true}},
+	{errBadJSON, problem{status: 400, slug: "malformed-body", title: "Malformed request body", seed: "JSON parse error", seedDetail: true}},
+	{errRateLimited, problem{status: 429, slug: "rate-limited", title: "Too many requests", seed: "Too many requests", seedDetail: true}},
+	{errNeedToken, problem{status: 401, slug: "unauthorized", title: "Authorization: Bearer <token> required", seed: "Token not recognized"}},
 }
 
-// writeError answers a request that failed with err. messages rewords some
-// errors for one route (the original said "Cannot patch. File exists." for a
-// PATCH). Internal errors are logged, and the client learns only that
-// something went wrong.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, messages map[error]string) {
+// classify decides what err means to a client.
+func (s *Server) classify(err error) problem {
 	var tooBig *http.MaxBytesError
 	var tooMany *domain.TooManyPixelsError
 	switch {
 	case errors.As(err, &tooBig):
-		writeString(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Upload too large: the limit is %d bytes", tooBig.Limit))
-		return
+		return problem{status: 413, slug: "upload-too-large", title: "Upload too large",
+			detail: fmt.Sprintf("The limit is %d bytes.", tooBig.Limit),
+			extra:  map[string]any{"limit": "max_upload_bytes", "allowed": tooBig.Limit},
+			seed:   fmt.Sprintf("Upload too large: the limit is %d bytes", tooBig.Limit)}
 	case errors.As(err, &tooMany):
-		writeString(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
-			"Image too large: %dx%d is %d pixels, the limit is %d pixels", tooMany.Width, tooMany.Height, tooMany.Width*tooMany.Height, tooMany.Max))
-		return
+		n := tooMany.Width * tooMany.Height
+		return problem{status: 413, slug: "too-many-pixels", title: "Image too large",
+			detail: fmt.Sprintf("%dx%d is %d pixels; the limit is %d.", tooMany.Width, tooMany.Height, n, tooMany.Max),
+			extra:  map[string]any{"limit": "max_pixels", "allowed": tooMany.Max, "actual": n},
+			seed:   fmt.Sprintf("Image too large: %dx%d is %d pixels, the limit is %d pixels", tooMany.Width, tooMany.Height, n, tooMany.Max)}
 	case errors.Is(err, errFormPrefixTooLarge):
-		writeString(w, http.StatusRequestEntityTooLarge, "Form too large: "+errFormPrefixTooLarge.Error())
-		return
+		return problem{status: 413, slug: "form-too-large", title: "Form too large",
+			detail: errFormPrefixTooLarge.Error() + ".",
+			extra:  map[string]any{"limit": "form_fields_before_file_bytes", "allowed": maxFormPrefix},
+			seed:   "Form too large: " + errFormPrefixTooLarge.Error()}
 	case errors.Is(err, errSlowClient):
-		writeDetail(w, http.StatusRequestTimeout, "Request body too slow: no data for "+s.opts.BodyTimeout.String())
-		return
-	case errors.Is(err, errMalformed):
-		writeDetail(w, http.StatusBadRequest, "Multipart form parse error")
-		return
+		return problem{status: 408, slug: "body-timeout", title: "Request body too slow",
+			detail: "No data for " + s.opts.BodyTimeout.String() + ".",
+			extra:  map[string]any{"limit": "body_timeout_seconds", "allowed": s.opts.BodyTimeout.Seconds()},
+			seed:   "Request body too slow: no data for " + s.opts.BodyTimeout.String(), seedDetail: true}
 	case errors.Is(err, context.Canceled) || errors.Is(err, io.ErrUnexpectedEOF):
-		// The client went away, or its body ended early: no one is
+		// The client went away, or its body ended early: no one may be
 		// listening, but answer in case someone is.
-		s.log.Info("request abandoned by the client", "route", routeOf(r), "err", err)
-		writeDetail(w, http.StatusBadRequest, "Request body ended early")
-		return
+		return problem{status: 400, slug: "body-ended-early", title: "Request body ended early", seed: "Request body ended early", seedDetail: true}
 	}
-	for _, e := range seedErrors {
-		if !errors.Is(err, e.target) {
-			continue
+	for _, e := range errorTable {
+		if errors.Is(err, e.target) {
+			return e.p
 		}
-		switch {
-		case e.status == http.StatusNoContent:
-			w.WriteHeader(e.status)
-		case e.body == "":
-			writeDetail(w, e.status, "Not found.")
-		default:
-			body := e.body
-			if m, ok := messages[e.target]; ok {
+	}
+	return problem{status: 500, slug: "internal", title: "Internal server error", seed: "Internal server error", seedDetail: true, internal: true}
+}
+
+// writeError answers a seed route's request that failed with err, in the
+// original's words. messages rewords some errors for one route (the
+// original said "Cannot patch. File exists." for a PATCH). Internal errors
+// are logged, and the client learns only that something went wrong.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, messages map[error]string) {
+	p := s.classify(err)
+	s.logFailure(r, p, err)
+	switch {
+	case p.status == http.StatusNoContent:
+		w.WriteHeader(p.status)
+	case p.seedDetail:
+		writeDetail(w, p.status, p.seed)
+	default:
+		body := p.seed
+		for target, m := range messages {
+			if errors.Is(err, target) {
 				body = m
 			}
-			writeString(w, e.status, body)
 		}
-		return
+		writeString(w, p.status, body)
 	}
-	s.log.Error("request failed", "route", routeOf(r), "err", err)
-	writeDetail(w, http.StatusInternalServerError, "Internal server error")
+}
+
+// writeProblem answers an /api/v1 request that failed with err, as an RFC
+// 9457 problem document.
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p := s.classify(err)
+	s.logFailure(r, p, err)
+	if p.status == http.StatusNoContent { // no file: for this API, a bad request
+		p.status, p.title = http.StatusBadRequest, "No file in the request"
+		p.detail = "Send the image as the body, or as a file part of a multipart form."
+	}
+	body := map[string]any{
+		"type":   "urn:imagestore:problem:" + p.slug,
+		"title":  p.title,
+		"status": p.status,
+	}
+	if p.detail != "" {
+		body["detail"] = p.detail
+	}
+	for k, v := range p.extra {
+		body[k] = v
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(body)
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(p.status)
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) logFailure(r *http.Request, p problem, err error) {
+	switch {
+	case p.internal:
+		s.log.Error("request failed", "route", routeOf(r), "err", err)
+	case p.status == http.StatusBadRequest && (errors.Is(err, context.Canceled) || errors.Is(err, io.ErrUnexpectedEOF)):
+		s.log.Info("request abandoned by the client", "route", routeOf(r), "err", err)
+	}
 }
 
 // writeJSON writes v as the original's JSON renderer did: compact, UTF-8,
