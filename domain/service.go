@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -48,6 +49,32 @@ type Service struct {
 
 	seed  maphash.Seed
 	locks [256]sync.Mutex // one per group of users: see updateIndex
+
+	users, images atomic.Int64 // as this process knows them: see Counts
+}
+
+// Counts returns the numbers of users and images: counted by Recount, then
+// kept up to date by this process's own changes.
+func (s *Service) Counts() (users, images int64) { return s.users.Load(), s.images.Load() }
+
+// Recount counts the users and images in the store.
+func (s *Service) Recount(ctx context.Context) error {
+	var users, images int64
+	for key, err := range s.store.List(ctx, "users/") {
+		if err != nil {
+			return err
+		}
+		users++
+		uh := strings.TrimSuffix(strings.TrimPrefix(key, "users/"), ".json")
+		ix, _, err := s.loadIndex(ctx, uh)
+		if err != nil {
+			return err
+		}
+		images += int64(len(ix.Images))
+	}
+	s.users.Store(users)
+	s.images.Store(images)
+	return nil
 }
 
 // New returns a Service keeping its state in store.
@@ -124,6 +151,7 @@ func (s *Service) CreateUser(ctx context.Context, username, password string) (Us
 		}
 		return User{}, err
 	}
+	s.users.Add(1)
 	return u, nil
 }
 
@@ -347,6 +375,7 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 		s.discardBlob(ctx, uh, blob.name)
 		return Image{}, err
 	}
+	s.images.Add(1)
 	return img, nil
 }
 
@@ -452,6 +481,7 @@ func (s *Service) DeleteIf(ctx context.Context, u User, id, ifSHA256 string) err
 	if err != nil {
 		return err
 	}
+	s.images.Add(-1)
 	s.deleteBlob(ctx, uh, blob)
 	return nil
 }
@@ -598,3 +628,26 @@ type Cursor struct {
 
 // IsZero reports whether the cursor is the start of the list.
 func (c Cursor) IsZero() bool { return c.ID == "" }
+
+// CheckWritable writes and removes a small record, to tell whether the
+// store takes writes.
+func (s *Service) CheckWritable(ctx context.Context) error {
+	key := "health/" + newBlobName() + ".json"
+	if err := s.putJSON(ctx, key, map[string]string{"check": "writable"}, storage.Cond{IfAbsent: true}); err != nil {
+		return err
+	}
+	return s.store.Delete(context.WithoutCancel(ctx), key, storage.Cond{})
+}
+
+// FreeBytes returns the free space of the store, if the store can tell
+// (ok false otherwise).
+func (s *Service) FreeBytes() (free int64, ok bool, err error) {
+	if fs, isFS := s.store.(interface{ FreeBytes() (int64, error) }); isFS {
+		free, err := fs.FreeBytes()
+		if errors.Is(err, errors.ErrUnsupported) {
+			return 0, false, nil
+		}
+		return free, true, err
+	}
+	return 0, false, nil
+}

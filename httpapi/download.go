@@ -14,7 +14,7 @@ import (
 	"github.com/imagestore/imagestore/domain"
 )
 
-// serveImage answers a download of the user's image id, as HTTP should:
+// serveImageAs answers a download of the user's image id, as HTTP should:
 //
 //   - a strong ETag from the content's SHA-256 and Last-Modified, so that
 //     If-None-Match and If-Modified-Since give 304;
@@ -26,11 +26,12 @@ import (
 //     416) and HEAD handled by http.ServeContent;
 //   - Cache-Control: private (the image is its owner's), Vary:
 //     Accept-Encoding, and a Content-Disposition made from the file name.
-func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, u domain.User, id string, disposition func(name string) string) {
+func (s *Server) serveImageAs(w http.ResponseWriter, r *http.Request, u domain.User, id string,
+	disposition func(name string) string, writeErr func(http.ResponseWriter, *http.Request, error)) {
 	ctx := r.Context()
 	img, stored, storedSize, err := s.svc.OpenStored(ctx, u, id)
 	if err != nil {
-		s.writeError(w, r, err, nil)
+		writeErr(w, r, err)
 		return
 	}
 	defer func() { stored.Close() }()
@@ -41,7 +42,7 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, u domain.Use
 	h.Set("Content-Disposition", disposition(img.Name))
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "private")
-	h.Set("Vary", "Accept-Encoding")
+	h.Add("Vary", "Accept-Encoding")
 	h.Set("Last-Modified", img.Updated.UTC().Format(http.TimeFormat))
 	// Each representation has its own strong ETag: the gzip stream and the
 	// decompressed bytes are different byte sequences.

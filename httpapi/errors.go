@@ -79,7 +79,12 @@ var errorTable = []struct {
 func (s *Server) classify(err error) problem {
 	var tooBig *http.MaxBytesError
 	var tooMany *domain.TooManyPixelsError
+	var badQuery *errBadQuery
 	switch {
+	case errors.As(err, &badQuery):
+		return problem{status: 400, slug: "bad-query", title: "Bad query parameter", detail: badQuery.Error() + ".",
+			extra: map[string]any{"limit": badQuery.param, "allowed": badQuery.allowed, "actual": badQuery.actual},
+			seed:  badQuery.Error(), seedDetail: true}
 	case errors.As(err, &tooBig):
 		return problem{status: 413, slug: "upload-too-large", title: "Upload too large",
 			detail: fmt.Sprintf("The limit is %d bytes.", tooBig.Limit),

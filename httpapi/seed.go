@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/imagestore/imagestore/domain"
@@ -13,33 +14,61 @@ import (
 // answer as before.
 
 func (s *Server) handleGenerateToken(w http.ResponseWriter, r *http.Request) {
-	token, err := s.svc.GenerateToken(r.Context(), r.PathValue("username"))
+	username := r.PathValue("username")
+	// A password may come as HTTP Basic credentials on the same request;
+	// the original had none.
+	_, password, given := r.BasicAuth()
+	if given && password == "" {
+		given = false
+	}
+	u, err := s.svc.CreateUser(r.Context(), username, password)
 	if err != nil {
 		s.writeError(w, r, err, nil)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"token": token})
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, map[string]string{"token": u.Token})
 }
 
 func (s *Server) handleRetrieveToken(w http.ResponseWriter, r *http.Request) {
+	if s.failuresExhausted(w, r) {
+		return
+	}
 	username := r.PathValue("username")
 	if !domain.ValidUsername(username) {
 		s.writeError(w, r, domain.ErrInvalidUsername, nil)
 		return
 	}
-	u, err := s.svc.User(r.Context(), username)
+	basicUser, password, given := r.BasicAuth()
+	if given && basicUser != "" && basicUser != username {
+		given, password = true, "" // credentials for someone else: wrong
+	}
+	u, err := s.svc.RetrieveToken(r.Context(), username, password, given)
 	if err != nil {
+		if errors.Is(err, domain.ErrPasswordRequired) || errors.Is(err, domain.ErrWrongPassword) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="imagestore", charset="UTF-8"`)
+			if errors.Is(err, domain.ErrWrongPassword) {
+				s.authFailed(r)
+			}
+		}
 		s.writeError(w, r, err, nil)
 		return
 	}
+	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]string{u.Name: u.Token})
 }
 
 // authenticate returns the user owning the token in the path, or answers
 // 401 and returns false.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (domain.User, bool) {
+	if s.failuresExhausted(w, r) {
+		return domain.User{}, false
+	}
 	u, err := s.svc.Authenticate(r.Context(), r.PathValue("token"))
 	if err != nil {
+		if errors.Is(err, domain.ErrUnauthorized) {
+			s.authFailed(r)
+		}
 		s.writeError(w, r, err, nil)
 		return domain.User{}, false
 	}
@@ -97,7 +126,9 @@ func (s *Server) handleGetImage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.serveImage(w, r, u, r.PathValue("id"), contentDisposition)
+	s.serveImageAs(w, r, u, r.PathValue("id"), contentDisposition, func(w http.ResponseWriter, r *http.Request, err error) {
+		s.writeError(w, r, err, nil)
+	})
 }
 
 func (s *Server) handleListImages(w http.ResponseWriter, r *http.Request) {
@@ -145,6 +176,3 @@ func (s *Server) handleDeleteImage(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imagestore/imagestore/domain"
+	"github.com/imagestore/imagestore/metrics"
 )
 
 // Options configure the HTTP layer.
@@ -29,6 +30,18 @@ type Options struct {
 	// MaxUploads bounds the uploads and replacements in progress at once;
 	// more wait for a turn. 0 means DefaultMaxUploads.
 	MaxUploads int
+	// AccountRate limits, per client address, the requests that create
+	// users or hand out tokens; FailureRate the failed authentications
+	// after which a client must wait. The zero Rate means no limit.
+	AccountRate, FailureRate Rate
+	// CORSOrigins lists the origins whose pages may call the API ("*" for
+	// any); none by default.
+	CORSOrigins []string
+	// Metrics receives the server's measurements; nil records nothing.
+	Metrics *metrics.Metrics
+	// MinFreeBytes is the free space below which /readyz reports the store
+	// not ready.
+	MinFreeBytes int64
 }
 
 // DefaultMaxUploads is the default of Options.MaxUploads.
@@ -44,6 +57,9 @@ type Server struct {
 	log     *slog.Logger
 	handler http.Handler
 	uploads chan struct{} // a token per upload in progress
+
+	accountLimits *clientLimits
+	failureLimits *clientLimits
 }
 
 // NewServer returns the HTTP handler of the whole API.
@@ -58,8 +74,11 @@ func NewServer(svc *domain.Service, opts Options) *Server {
 	if opts.MaxUploads <= 0 {
 		opts.MaxUploads = DefaultMaxUploads
 	}
-	s := &Server{svc: svc, opts: opts, log: log, uploads: make(chan struct{}, opts.MaxUploads)}
-	s.handler = s.accessLog(s.recoverPanics(s.progressDeadlines(s.routes())))
+	s := &Server{svc: svc, opts: opts, log: log, uploads: make(chan struct{}, opts.MaxUploads),
+		accountLimits: newClientLimits("accounts", opts.AccountRate),
+		failureLimits: newClientLimits("auth_failures", opts.FailureRate),
+	}
+	s.handler = s.accessLog(s.recoverPanics(s.cors(s.progressDeadlines(s.routes()))))
 	return s
 }
 
@@ -125,13 +144,18 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // accessLog logs one line per request: method, route pattern, status, bytes
-// written and duration. The path is not logged: it may contain a token.
+// written and duration, and counts it in the metrics. The path is not
+// logged: it may contain a token.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &requestInfo{}
 		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 		sw := &statusWriter{ResponseWriter: w}
+		in := &countingBody{ReadCloser: r.Body}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = in
+		}
 		defer func() {
 			status, bytes := sw.status, sw.bytes
 			if status == 0 {
@@ -140,6 +164,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			if r.Method == http.MethodHead {
 				bytes = 0 // the server drops a HEAD response's body
 			}
+			s.opts.Metrics.Request(routeOf(r), r.Method, status, in.n, bytes, time.Since(start))
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method),
 				slog.String("route", routeOf(r)),
@@ -181,4 +206,16 @@ func (s *Server) uploadTurn(r *http.Request) (release func(), ok bool) {
 	case <-r.Context().Done():
 		return nil, false
 	}
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/imagestore/imagestore/domain"
 	"github.com/imagestore/imagestore/httpapi"
+	"github.com/imagestore/imagestore/metrics"
 	"github.com/imagestore/imagestore/storage/filestore"
 )
 
@@ -33,6 +34,11 @@ type config struct {
 	shutdownTimeout time.Duration
 	bodyTimeout     time.Duration
 	maxUploads      int
+	retrieval       domain.RetrievalMode
+	accountRate     httpapi.Rate
+	failureRate     httpapi.Rate
+	corsOrigins     []string
+	minFree         byteSize
 }
 
 // parseConfig reads flags, falling back to IMAGESTORE_* environment
@@ -82,6 +88,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bodyTimeout := env("IMAGESTORE_BODY_TIMEOUT", "60s")
 	fs.Func("body-timeout", "how long a client may send no part of a request body, or take no part of a response, as a `duration`; 0 for no limit (IMAGESTORE_BODY_TIMEOUT; default 60s)", func(s string) error { bodyTimeout = s; return nil })
 	fs.IntVar(&c.maxUploads, "max-uploads", int(envInt("max-uploads", "IMAGESTORE_MAX_UPLOADS", httpapi.DefaultMaxUploads)), "most uploads in progress at once; more wait their turn (IMAGESTORE_MAX_UPLOADS)")
+	retrieval := env("IMAGESTORE_TOKEN_RETRIEVAL", "open")
+	fs.Func("token-retrieval", "who may retrieve a token by username: `mode` open (anyone, unless the user set a password), password (only with the password) or off (IMAGESTORE_TOKEN_RETRIEVAL; default open)", func(s string) error { retrieval = s; return nil })
+	accountRate := env("IMAGESTORE_ACCOUNT_RATE", "30/min")
+	fs.Func("account-rate", "per client address, the `rate` of token generation, retrieval and user creation, such as 30/min; 0 for no limit (IMAGESTORE_ACCOUNT_RATE; default 30/min)", func(s string) error { accountRate = s; return nil })
+	failureRate := env("IMAGESTORE_AUTH_FAILURE_RATE", "20/min")
+	fs.Func("auth-failure-rate", "per client address, the `rate` of failed authentications tolerated before the client must wait; 0 for no limit (IMAGESTORE_AUTH_FAILURE_RATE; default 20/min)", func(s string) error { failureRate = s; return nil })
+	cors := env("IMAGESTORE_CORS_ORIGINS", "")
+	fs.Func("cors-origins", "comma-separated `origins` whose pages may call the API, or *; none by default (IMAGESTORE_CORS_ORIGINS)", func(s string) error { cors = s; return nil })
+	c.minFree = 256 << 20
+	if v := getenv("IMAGESTORE_MIN_FREE"); v != "" {
+		if err := c.minFree.Set(v); err != nil {
+			envErrs["min-free"] = fmt.Errorf("IMAGESTORE_MIN_FREE: %v", err)
+		}
+	}
+	fs.Var(&c.minFree, "min-free", "free disk `size` below which /readyz reports not ready (IMAGESTORE_MIN_FREE; default 256MiB)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, flag.ErrHelp
@@ -105,6 +126,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	c.shutdownTimeout = d
 	if c.bodyTimeout, err = time.ParseDuration(bodyTimeout); err != nil || c.bodyTimeout < 0 {
 		errs = append(errs, fmt.Errorf("body timeout: %q is not a duration", bodyTimeout))
+	}
+	if c.retrieval, err = domain.ParseRetrievalMode(retrieval); err != nil {
+		errs = append(errs, err)
+	}
+	if c.accountRate, err = httpapi.ParseRate(accountRate); err != nil {
+		errs = append(errs, fmt.Errorf("account rate: %v", err))
+	}
+	if c.failureRate, err = httpapi.ParseRate(failureRate); err != nil {
+		errs = append(errs, fmt.Errorf("auth failure rate: %v", err))
+	}
+	for o := range strings.SplitSeq(cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.corsOrigins = append(c.corsOrigins, o)
+		}
 	}
 	if c.maxUploads < 1 {
 		errs = append(errs, fmt.Errorf("max uploads %d is less than 1", c.maxUploads))
@@ -175,21 +210,34 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	started := time.Now()
 	log := newLogger(cfg, stderr)
-	store, err := filestore.Open(cfg.data)
+	files, err := filestore.Open(cfg.data)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	svc, err := domain.New(store, domain.Config{MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log})
+	defer files.Close()
+	m := metrics.New()
+	svc, err := domain.New(m.Store(files), domain.Config{
+		MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log, Retrieval: cfg.retrieval,
+	})
 	if err != nil {
 		return err
 	}
+	m.Counts(svc.Counts)
 	api := httpapi.NewServer(svc, httpapi.Options{
 		MaxUploadBytes: int64(cfg.maxUpload),
 		Logger:         log,
 		BodyTimeout:    cfg.bodyTimeout,
 		MaxUploads:     cfg.maxUploads,
+		AccountRate:    cfg.accountRate,
+		FailureRate:    cfg.failureRate,
+		CORSOrigins:    cfg.corsOrigins,
+		Metrics:        m,
+		MinFreeBytes:   int64(cfg.minFree),
 	})
+	if cfg.retrieval == domain.RetrievalOpen {
+		log.Warn("token retrieval is open: anyone who knows a username without a password can get its token " +
+			"(the original's behaviour); set --token-retrieval password or off to close it")
+	}
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -212,6 +260,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	// Bytes that a crash left without an index entry: this process holds
 	// the folder, so every upload in progress began after started.
 	go func() {
+		if err := svc.Recount(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("counting users and images failed", "err", err)
+		}
 		n, err := svc.SweepOrphans(ctx, started)
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -492,3 +492,13 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// FreeBytes returns the space left for an unprivileged user on the file
+// system of the store.
+func (s *Store) FreeBytes() (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.root, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}

@@ -1,0 +1,198 @@
+// Package metrics exposes imagestore's Prometheus metrics: requests by route
+// and status, latencies, bytes in and out, store operations and errors, rate
+// limiting, and the numbers of users and images.
+//
+// Labels are route patterns, methods, status codes and operation names:
+// never a path, a token or a username.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imagestore/imagestore/storage"
+)
+
+// Metrics holds the collectors. A nil *Metrics records nothing.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	bytesIn      *prometheus.CounterVec
+	bytesOut     *prometheus.CounterVec
+	storeOps     *prometheus.CounterVec
+	storeTime    *prometheus.HistogramVec
+	limited      *prometheus.CounterVec
+	authFailures prometheus.Counter
+}
+
+// New returns metrics registered in a registry of their own, with the Go
+// runtime's and the process's collectors beside them.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imagestore_http_requests_total", Help: "HTTP requests by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imagestore_http_request_duration_seconds", Help: "HTTP request latency by route pattern and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "method"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imagestore_http_request_bytes_total", Help: "Request body bytes read, by route pattern.",
+		}, []string{"route"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imagestore_http_response_bytes_total", Help: "Response body bytes written, by route pattern.",
+		}, []string{"route"}),
+		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imagestore_store_operations_total", Help: "Store operations by operation and result (ok, not_found, precondition_failed, error).",
+		}, []string{"op", "result"}),
+		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imagestore_store_operation_duration_seconds", Help: "Store operation latency by operation.",
+			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"op"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imagestore_rate_limited_total", Help: "Requests refused with 429, by limit.",
+		}, []string{"limit"}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imagestore_auth_failures_total", Help: "Failed authentications (unknown tokens, wrong passwords).",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.storeOps, m.storeTime, m.limited, m.authFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Counts registers gauges of users and images, read from f at each scrape.
+func (m *Metrics) Counts(f func() (users, images int64)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_users", Help: "Users, as this process knows them."},
+			func() float64 { u, _ := f(); return float64(u) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_images", Help: "Images, as this process knows them."},
+			func() float64 { _, i := f(); return float64(i) }),
+	)
+}
+
+// Request records one served request.
+func (m *Metrics) Request(route, method string, status int, in, out int64, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+	m.bytesIn.WithLabelValues(route).Add(float64(in))
+	m.bytesOut.WithLabelValues(route).Add(float64(out))
+}
+
+// RateLimited counts a request refused by the named limit.
+func (m *Metrics) RateLimited(limit string) {
+	if m != nil {
+		m.limited.WithLabelValues(limit).Inc()
+	}
+}
+
+// AuthFailure counts a failed authentication.
+func (m *Metrics) AuthFailure() {
+	if m != nil {
+		m.authFailures.Inc()
+	}
+}
+
+// Store wraps a store so that its operations are counted and timed.
+func (m *Metrics) Store(s storage.Store) storage.Store {
+	if m == nil {
+		return s
+	}
+	return &store{Store: s, m: m}
+}
+
+type store struct {
+	storage.Store
+	m *Metrics
+}
+
+func (s *store) observe(op string, start time.Time, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, storage.ErrNotFound):
+		result = "not_found"
+	case errors.Is(err, storage.ErrPrecondition):
+		result = "precondition_failed"
+	default:
+		result = "error"
+	}
+	s.m.storeOps.WithLabelValues(op, result).Inc()
+	s.m.storeTime.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+func (s *store) Get(ctx context.Context, key string) (io.ReadCloser, storage.Attrs, error) {
+	start := time.Now()
+	rc, a, err := s.Store.Get(ctx, key)
+	s.observe("get", start, err)
+	return rc, a, err
+}
+
+func (s *store) Stat(ctx context.Context, key string) (storage.Attrs, error) {
+	start := time.Now()
+	a, err := s.Store.Stat(ctx, key)
+	s.observe("stat", start, err)
+	return a, err
+}
+
+func (s *store) Put(ctx context.Context, key string, r io.Reader, cond storage.Cond) (storage.Attrs, error) {
+	start := time.Now()
+	a, err := s.Store.Put(ctx, key, r, cond)
+	s.observe("put", start, err)
+	return a, err
+}
+
+func (s *store) Delete(ctx context.Context, key string, cond storage.Cond) error {
+	start := time.Now()
+	err := s.Store.Delete(ctx, key, cond)
+	s.observe("delete", start, err)
+	return err
+}
+
+func (s *store) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		start := time.Now()
+		var failed error
+		for k, err := range s.Store.List(ctx, prefix) {
+			if err != nil {
+				failed = err
+			}
+			if !yield(k, err) {
+				break
+			}
+		}
+		s.observe("list", start, failed)
+	}
+}
+
+// FreeBytes passes on the wrapped store's free space, where it can tell.
+func (s *store) FreeBytes() (int64, error) {
+	if fs, ok := s.Store.(interface{ FreeBytes() (int64, error) }); ok {
+		return fs.FreeBytes()
+	}
+	return 0, errors.ErrUnsupported
+}
