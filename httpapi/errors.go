@@ -206,6 +206,16 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
 // writeString writes a JSON string body, as the seed's errors are.
 func writeString(w http.ResponseWriter, status int, msg string) { writeJSON(w, status, msg) }
 
+// writeSimpleProblem writes a problem document of a status alone.
+func writeSimpleProblem(w http.ResponseWriter, status int, detail string) {
+	b, _ := json.Marshal(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
 // writeDetail writes the framework's error shape: {"detail": msg}.
 func writeDetail(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"detail": msg})

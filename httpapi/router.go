@@ -80,8 +80,14 @@ func (r *route) allow() string {
 func (rt *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// A path with "//" inside names no route: segments are never empty.
 	r, params := rt.match(req.URL.EscapedPath())
+	// The seed's clients expect the original framework's {"detail": ...};
+	// /api/v1 speaks RFC 9457 everywhere.
+	refuse := writeDetail
+	if strings.HasPrefix(req.URL.Path, "/api/") {
+		refuse = writeSimpleProblem
+	}
 	if r == nil {
-		writeDetail(w, http.StatusNotFound, "Not found.")
+		refuse(w, http.StatusNotFound, "Not found.")
 		return
 	}
 	setRoute(req, r.pattern)
@@ -97,6 +103,6 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		w.Header().Set("Allow", r.allow())
-		writeDetail(w, http.StatusMethodNotAllowed, `Method "`+req.Method+`" not allowed.`)
+		refuse(w, http.StatusMethodNotAllowed, `Method "`+req.Method+`" not allowed.`)
 	}
 }
