@@ -97,6 +97,11 @@ func (m *Metrics) Request(route, method string, status int, in, out int64, d tim
 	if m == nil {
 		return
 	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		method = "OTHER" // a client's made-up methods must not grow the label set
+	}
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
 	m.bytesIn.WithLabelValues(route).Add(float64(in))
