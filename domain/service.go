@@ -53,27 +53,41 @@ type Service struct {
 	users, images atomic.Int64 // as this process knows them: see Counts
 }
 
-// Counts returns the numbers of users and images: counted by Recount, then
-// kept up to date by this process's own changes.
+// Counts returns the numbers of users and images: those this process
+// created or deleted, and those Recount found from before.
 func (s *Service) Counts() (users, images int64) { return s.users.Load(), s.images.Load() }
 
-// Recount counts the users and images in the store.
-func (s *Service) Recount(ctx context.Context) error {
+// Recount adds to the counts the users and images in the store that were
+// created before the given time (this process's start): the later ones
+// this process counted itself as it made them.
+func (s *Service) Recount(ctx context.Context, before time.Time) error {
 	var users, images int64
 	for key, err := range s.store.List(ctx, "users/") {
 		if err != nil {
 			return err
 		}
-		users++
-		uh := strings.TrimSuffix(strings.TrimPrefix(key, "users/"), ".json")
-		ix, _, err := s.loadIndex(ctx, uh)
+		var u User
+		if _, err := s.getJSON(ctx, key, &u); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			return err
+		}
+		if u.Created.Before(before) {
+			users++
+		}
+		ix, _, err := s.loadIndex(ctx, userHashOf(u.Name))
 		if err != nil {
 			return err
 		}
-		images += int64(len(ix.Images))
+		for _, img := range ix.Images {
+			if img.Created.Before(before) {
+				images++
+			}
+		}
 	}
-	s.users.Store(users)
-	s.images.Store(images)
+	s.users.Add(users)
+	s.images.Add(images)
 	return nil
 }
 
@@ -353,17 +367,23 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 	if err != nil {
 		return Image{}, err
 	}
-	now := s.now().UTC()
 	img := Image{
 		Name: name, Type: blob.info.Format.Name,
 		Size: blob.size, StoredSize: blob.storedSize, SHA256: blob.sha256,
-		Width: blob.info.Width, Height: blob.info.Height,
-		Created: now, Updated: now, Blob: blob.name,
+		Width: blob.info.Width, Height: blob.info.Height, Blob: blob.name,
 	}
 	err = s.updateIndex(ctx, uh, func(ix *index) error {
 		if ix.byName(name) >= 0 {
 			return ErrNameTaken
 		}
+		// Creation times increase along the list, whatever order racing
+		// uploads (or the clocks of several servers) arrive in: pages
+		// resume by them.
+		now := s.now().UTC()
+		if n := len(ix.Images); n > 0 && !now.After(ix.Images[n-1].Created) {
+			now = ix.Images[n-1].Created.Add(time.Microsecond)
+		}
+		img.Created, img.Updated = now, now
 		img.ID = NewID()
 		for ix.byID(img.ID) >= 0 {
 			img.ID = NewID()

@@ -3,6 +3,7 @@ package domain
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -82,8 +83,14 @@ func (s *Service) RetrieveToken(ctx context.Context, username, password string, 
 	switch {
 	case needPassword && !given:
 		return User{}, ErrPasswordRequired
-	case err != nil && needPassword:
-		return User{}, ErrWrongPassword // do not reveal whether the user exists
+	case needPassword && (err != nil || !u.HasPassword()):
+		// Do not reveal whether the user exists or has a password, not
+		// even by answering sooner: spend what a real check would.
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		if err != nil && !errors.Is(err, ErrUserNotFound) {
+			return User{}, err
+		}
+		return User{}, ErrWrongPassword
 	case err != nil:
 		return User{}, err
 	case needPassword && !CheckPassword(u, password):
@@ -91,6 +98,13 @@ func (s *Service) RetrieveToken(ctx context.Context, username, password string, 
 	}
 	return u, nil
 }
+
+// dummyHash is a bcrypt hash of nothing anyone knows, at the cost of real
+// ones, for checks that must take as long as a real one.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte(NewToken()+NewToken()), bcryptCost)
+	return h
+})
 
 // RotateToken gives the user a new token; the old one stops working at
 // once. It returns the user with the new token, or ErrUnauthorized if the

@@ -17,13 +17,14 @@ func (s *Server) cors(next http.Handler) http.Handler {
 	}
 	anyOrigin := slices.Contains(origins, "*")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer depends on the Origin header now, for caches.
+		h := w.Header()
+		h.Add("Vary", "Origin")
 		origin := r.Header.Get("Origin")
 		if origin == "" || !anyOrigin && !slices.Contains(origins, origin) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		h := w.Header()
-		h.Add("Vary", "Origin")
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Expose-Headers", "ETag, Location, Content-Disposition, Content-Length, Content-Range, Retry-After, Idempotent-Replayed, Link")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

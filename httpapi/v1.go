@@ -299,20 +299,27 @@ func (s *Server) handleV1Meta(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toJSON(img))
 }
 
-// ifMatch reads an If-Match header as the content hash the image must still
-// have: "" for no condition (or "*": the image must merely exist).
-func ifMatch(r *http.Request) string {
+// ifMatch turns an If-Match header into the content hash the image must
+// still have when the change happens: "" for no condition ("*" asks only
+// that the image exist, which the change checks anyway), the current hash
+// if one of the listed tags is the image's (a strong comparison: weak tags
+// never match), and a hash that matches nothing otherwise.
+func (s *Server) ifMatch(r *http.Request, u domain.User, id string) (string, error) {
 	v := strings.TrimSpace(r.Header.Get("If-Match"))
 	if v == "" || v == "*" {
-		return ""
+		return "", nil
 	}
-	tag, _, _ := strings.Cut(v, ",") // one image has one current tag
-	tag = strings.Trim(strings.TrimPrefix(strings.TrimSpace(tag), "W/"), `"`)
-	tag = strings.TrimSuffix(tag, "-gz")
-	if tag == "" {
-		return "-" // matches nothing
+	img, err := s.svc.Image(r.Context(), u, id)
+	if err != nil {
+		return "", err
 	}
-	return tag
+	for tag := range strings.SplitSeq(v, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == etagOf(img) || tag == `"`+img.SHA256+`-gz"` {
+			return img.SHA256, nil
+		}
+	}
+	return "-", nil
 }
 
 func (s *Server) handleV1Replace(w http.ResponseWriter, r *http.Request) {
@@ -330,7 +337,12 @@ func (s *Server) handleV1Replace(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	img, err := s.svc.ReplaceIf(r.Context(), u, r.PathValue("id"), name, ifMatch(r), body)
+	cond, err := s.ifMatch(r, u, r.PathValue("id"))
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	img, err := s.svc.ReplaceIf(r.Context(), u, r.PathValue("id"), name, cond, body)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -344,7 +356,11 @@ func (s *Server) handleV1Delete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.svc.DeleteIf(r.Context(), u, r.PathValue("id"), ifMatch(r)); err != nil {
+	cond, err := s.ifMatch(r, u, r.PathValue("id"))
+	if err == nil {
+		err = s.svc.DeleteIf(r.Context(), u, r.PathValue("id"), cond)
+	}
+	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}

@@ -260,7 +260,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	// Bytes that a crash left without an index entry: this process holds
 	// the folder, so every upload in progress began after started.
 	go func() {
-		if err := svc.Recount(ctx); err != nil && ctx.Err() == nil {
+		if err := svc.Recount(ctx, started); err != nil && ctx.Err() == nil {
 			log.Warn("counting users and images failed", "err", err)
 		}
 		n, err := svc.SweepOrphans(ctx, started)
