@@ -37,6 +37,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// Every request sent through client was validated against the OpenAPI
+	// document (see openapi_test.go): a mismatch fails the run.
+	if !oaReport(os.Stdout) && code == 0 {
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -146,9 +151,12 @@ func (s *server) kill() {
 }
 
 // client never follows redirects: the seed's routes must answer directly.
+// Its transport validates every exchange against the OpenAPI document (see
+// openapi_test.go).
 var client = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	Timeout:       60 * time.Second,
+	Transport:     oaClientTransport(),
 }
 
 type response struct {

@@ -96,6 +96,11 @@ func (s *Server) classify(err error) problem {
 			detail: fmt.Sprintf("%dx%d is %d pixels; the limit is %d.", tooMany.Width, tooMany.Height, n, tooMany.Max),
 			extra:  map[string]any{"limit": "max_pixels", "allowed": tooMany.Max, "actual": n},
 			seed:   fmt.Sprintf("Image too large: %dx%d is %d pixels, the limit is %d pixels", tooMany.Width, tooMany.Height, n, tooMany.Max)}
+	case errors.Is(err, errJSONTooLarge):
+		return problem{status: 413, slug: "json-too-large", title: "JSON body too large",
+			detail: errJSONTooLarge.Error() + ".",
+			extra:  map[string]any{"limit": "json_body_bytes", "allowed": maxJSONBody},
+			seed:   errJSONTooLarge.Error(), seedDetail: true}
 	case errors.Is(err, errFormPrefixTooLarge):
 		return problem{status: 413, slug: "form-too-large", title: "Form too large",
 			detail: errFormPrefixTooLarge.Error() + ".",
@@ -147,9 +152,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, m
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := s.classify(err)
 	s.logFailure(r, p, err)
-	if p.status == http.StatusNoContent { // no file: for this API, a bad request
+	switch {
+	case p.status == http.StatusNoContent: // no file: for this API, a bad request
 		p.status, p.title = http.StatusBadRequest, "No file in the request"
 		p.detail = "Send the image as the body, or as a file part of a multipart form."
+	case errors.Is(err, domain.ErrInvalidUsername):
+		// The seed's 404 says its route did not match; here the username
+		// is a field of a body, and a field can be invalid.
+		p.status = http.StatusUnprocessableEntity
 	}
 	body := map[string]any{
 		"type":   "urn:imagestore:problem:" + p.slug,

@@ -38,7 +38,7 @@ func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, e
 		return nil, errNoFile
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+		return nil, fmt.Errorf("%w: %w", errMalformed, err)
 	}
 	for {
 		p, err := mr.NextPart()
@@ -50,7 +50,7 @@ func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, e
 			if errors.As(err, &tooBig) || errors.Is(err, errFormPrefixTooLarge) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w: %v", errMalformed, err)
+			return nil, fmt.Errorf("%w: %w", errMalformed, err)
 		}
 		if name, ok := fileName(p); ok {
 			prefix.left = -1 // the file itself is bounded by the upload limit only

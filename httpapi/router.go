@@ -23,8 +23,18 @@ type route struct {
 }
 
 func (rt *router) handle(pattern string, methods map[string]http.Handler) {
+	rt.add(pattern, methods, true)
+}
+
+// handleNoHead registers a GET that changes state (the seed's
+// generate-token): HEAD must not run it, since its answer would be lost.
+func (rt *router) handleNoHead(pattern string, methods map[string]http.Handler) {
+	rt.add(pattern, methods, false)
+}
+
+func (rt *router) add(pattern string, methods map[string]http.Handler, head bool) {
 	segs := strings.Split(strings.Trim(pattern, "/"), "/")
-	if _, ok := methods[http.MethodGet]; ok {
+	if _, ok := methods[http.MethodGet]; ok && head {
 		if _, ok := methods[http.MethodHead]; !ok {
 			methods[http.MethodHead] = methods[http.MethodGet]
 		}

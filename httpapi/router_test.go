@@ -263,7 +263,7 @@ func TestRouterMethodNotAllowed(t *testing.T) {
 		path  string
 		allow []string // the methods that must be allowed
 	}{
-		{"/imageapi/generate-token/alice/", []string{"GET", "HEAD"}},
+		{"/imageapi/generate-token/alice/", []string{"GET"}},
 		{"/imageapi/retrieve-token/alice/", []string{"GET", "HEAD"}},
 		{"/imageapi/token/" + tok + "/upload-image/", []string{"POST"}},
 		{"/imageapi/token/" + tok + "/get-image/abcd/", []string{"GET", "HEAD"}},
@@ -394,10 +394,15 @@ func TestRouterHead(t *testing.T) {
 		}
 	}
 
-	// HEAD on generate-token creates the user, as GET does.
+	// HEAD on generate-token would create the user and lose its token (it
+	// is in the body): refused, as the original refused it, and nothing is
+	// created.
 	resp, _ = doRequest(t, "HEAD", srv.URL+"/imageapi/generate-token/headuser2", "", nil)
-	if got, want := resp.StatusCode, http.StatusCreated; got != want {
+	if got, want := resp.StatusCode, http.StatusMethodNotAllowed; got != want {
 		t.Errorf("HEAD generate-token: got status %d, want %d", got, want)
+	}
+	if resp, _ := doRequest(t, "GET", srv.URL+"/imageapi/generate-token/headuser2", "", nil); resp.StatusCode != http.StatusCreated {
+		t.Errorf("GET generate-token after a HEAD: got %d, want 201 (the HEAD created nothing)", resp.StatusCode)
 	}
 }
 

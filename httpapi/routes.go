@@ -3,13 +3,14 @@ package httpapi
 import "net/http"
 
 // routes lists every route of the server. Each seed route is served with
-// and without its trailing slash; GET routes answer HEAD too.
+// and without its trailing slash; GET routes answer HEAD too, except
+// generate-token, a GET that creates (as in the original, HEAD gets 405).
 func (s *Server) routes() http.Handler {
 	rt := &router{}
 	get := func(h http.HandlerFunc) map[string]http.Handler { return map[string]http.Handler{http.MethodGet: h} }
 
 	// The seed's API, as the original served it.
-	rt.handle("/imageapi/generate-token/{username}/", get(s.limitAccounts(s.handleGenerateToken)))
+	rt.handleNoHead("/imageapi/generate-token/{username}/", get(s.limitAccounts(s.handleGenerateToken)))
 	rt.handle("/imageapi/retrieve-token/{username}/", get(s.limitAccounts(s.handleRetrieveToken)))
 	rt.handle("/imageapi/token/{token}/upload-image/", map[string]http.Handler{http.MethodPost: http.HandlerFunc(s.handleUpload)})
 	rt.handle("/imageapi/token/{token}/get-image/{id}/", get(s.handleGetImage))

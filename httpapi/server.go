@@ -9,9 +9,11 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/imagestore/imagestore/domain"
@@ -188,7 +190,11 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 					panic(v)
 				}
 				s.log.Error("handler panic", "route", routeOf(r), "panic", v)
-				writeDetail(w, http.StatusInternalServerError, "Internal server error")
+				if strings.HasPrefix(r.URL.Path, "/api/") {
+					s.writeProblem(w, r, errors.New("panic"))
+				} else {
+					writeDetail(w, http.StatusInternalServerError, "Internal server error")
+				}
 			}
 		}()
 		next.ServeHTTP(w, r)

@@ -71,17 +71,22 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request) (domain.User, bo
 	return u, true
 }
 
+// maxJSONBody bounds a JSON request body.
+const maxJSONBody = 64 << 10
+
+var errJSONTooLarge = fmt.Errorf("a JSON body is at most %d bytes", maxJSONBody)
+
 // readJSON decodes a small JSON request body into v.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, 64<<10)
+	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return err
+			return errJSONTooLarge
 		}
-		return fmt.Errorf("%w: %v", errBadJSON, err)
+		return fmt.Errorf("%w: %w", errBadJSON, err)
 	}
 	return nil
 }
