@@ -35,6 +35,10 @@ type Config struct {
 	// Retrieval is the rule for retrieving a token by username; empty
 	// means RetrievalOpen, the original's behaviour.
 	Retrieval RetrievalMode
+	// MinFreeBytes is the free space below which uploads and replacements
+	// are refused with ErrInsufficientStorage, for stores that can tell
+	// their free space; reads and deletions go on.
+	MinFreeBytes int64
 }
 
 // DefaultConfig is the configuration used where none is given.
@@ -363,6 +367,9 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 	if ix.byName(name) >= 0 {
 		return Image{}, s.nameTaken(r)
 	}
+	if err := s.checkRoom(); err != nil {
+		return Image{}, err
+	}
 	blob, err := s.writeBlob(ctx, uh, r)
 	if err != nil {
 		return Image{}, err
@@ -436,6 +443,9 @@ func (s *Service) ReplaceIf(ctx context.Context, u User, id, name, ifSHA256 stri
 	}
 	if i := ix.byName(name); i >= 0 && ix.Images[i].ID != id {
 		return Image{}, s.nameTaken(r)
+	}
+	if err := s.checkRoom(); err != nil {
+		return Image{}, err
 	}
 	blob, err := s.writeBlob(ctx, uh, r)
 	if err != nil {
@@ -657,6 +667,19 @@ func (s *Service) CheckWritable(ctx context.Context) error {
 		return err
 	}
 	return s.store.Delete(context.WithoutCancel(ctx), key, storage.Cond{})
+}
+
+// checkRoom refuses a write when the store's free space is below the
+// watermark, before anything is written.
+func (s *Service) checkRoom() error {
+	if s.cfg.MinFreeBytes <= 0 {
+		return nil
+	}
+	free, ok, err := s.FreeBytes()
+	if err != nil || !ok || free >= s.cfg.MinFreeBytes {
+		return nil // a store that cannot tell still reports a real ENOSPC
+	}
+	return fmt.Errorf("%w: %d bytes free, below the %d kept in reserve", ErrInsufficientStorage, free, s.cfg.MinFreeBytes)
 }
 
 // FreeBytes returns the free space of the store, if the store can tell

@@ -93,7 +93,8 @@ func tryStart(t *testing.T, data string, args ...string) (*server, error) {
 	s := &server{t: t, data: data, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	// Tests that are not about rate limits must not meet them: they send
 	// many requests, and bad tokens on purpose, from one address.
-	defaults := []string{"--addr", "127.0.0.1:0", "--data", data, "--account-rate", "0", "--auth-failure-rate", "0"}
+	// Nor the free-space reserve: the machine's disk may be small.
+	defaults := []string{"--addr", "127.0.0.1:0", "--data", data, "--account-rate", "0", "--auth-failure-rate", "0", "--min-free", "0"}
 	s.cmd = exec.Command(binary, append(defaults, args...)...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no IMAGESTORE_* from outside
 	s.cmd.Stderr = s.stderr

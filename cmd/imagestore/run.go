@@ -102,7 +102,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			envErrs["min-free"] = fmt.Errorf("IMAGESTORE_MIN_FREE: %v", err)
 		}
 	}
-	fs.Var(&c.minFree, "min-free", "free disk `size` below which /readyz reports not ready (IMAGESTORE_MIN_FREE; default 256MiB)")
+	fs.Var(&c.minFree, "min-free", "free disk `size` kept in reserve: below it uploads and replacements get 507 and /readyz reports not ready, while reads and deletions go on (IMAGESTORE_MIN_FREE; default 256MiB)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, flag.ErrHelp
@@ -218,6 +218,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	m := metrics.New()
 	svc, err := domain.New(m.Store(files), domain.Config{
 		MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log, Retrieval: cfg.retrieval,
+		MinFreeBytes: int64(cfg.minFree),
 	})
 	if err != nil {
 		return err
