@@ -93,6 +93,7 @@ func (s *Server) abortDownload(r *http.Request, sent, size int64, err error) {
 		err = fmt.Errorf("stored image has the wrong length")
 	}
 	s.log.Error("image download failed", "route", routeOf(r), "sent", sent, "size", size, "err", err)
+	s.opts.Metrics.DownloadFailed()
 	panic(http.ErrAbortHandler)
 }
 

@@ -34,6 +34,7 @@ type Metrics struct {
 	storeTime    *prometheus.HistogramVec
 	limited      *prometheus.CounterVec
 	authFailures prometheus.Counter
+	failedReads  prometheus.Counter
 }
 
 // New returns metrics registered in a registry of their own, with the Go
@@ -68,8 +69,11 @@ func New() *Metrics {
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imagestore_auth_failures_total", Help: "Failed authentications (unknown tokens, wrong passwords).",
 		}),
+		failedReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imagestore_download_failures_total", Help: "Image downloads cut short because the stored image could not be read whole and right (damage, a store error).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.storeOps, m.storeTime, m.limited, m.authFailures,
+	reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.storeOps, m.storeTime, m.limited, m.authFailures, m.failedReads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -112,6 +116,14 @@ func (m *Metrics) Request(route, method string, status int, in, out int64, d tim
 func (m *Metrics) RateLimited(limit string) {
 	if m != nil {
 		m.limited.WithLabelValues(limit).Inc()
+	}
+}
+
+// DownloadFailed counts a download cut short by a stored image that could
+// not be read whole and right.
+func (m *Metrics) DownloadFailed() {
+	if m != nil {
+		m.failedReads.Inc()
 	}
 }
 

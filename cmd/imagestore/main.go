@@ -4,7 +4,8 @@
 //
 // Run with no subcommand (or "serve"), it serves on 127.0.0.1:8000 from
 // ./data. "imagestore -h" lists the settings; each flag can also be set by
-// an IMAGESTORE_* environment variable.
+// an IMAGESTORE_* environment variable. "imagestore check" verifies a
+// stopped server's data folder, and repairs it with --repair.
 package main
 
 import (
@@ -26,7 +27,7 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
-		if err != errUsage {
+		if err != errUsage && err != errDamage {
 			fmt.Fprintln(os.Stderr, "imagestore:", err)
 		}
 		os.Exit(1)
