@@ -60,6 +60,19 @@ type Store struct {
 	clockMu sync.Mutex
 	last    int64 // the last modification time given, in ns
 	step    int64 // the file system's timestamp granularity, in ns
+
+	fault func(step, key string) error // see Options.Fault
+}
+
+// faultAt runs the fault hook, if any, for a step of a write.
+func (s *Store) faultAt(step, key string) error {
+	if s.fault == nil {
+		return nil
+	}
+	if err := s.fault(step, key); err != nil {
+		return fmt.Errorf("%s (injected): %w", step, err)
+	}
+	return nil
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -67,7 +80,19 @@ var _ storage.Store = (*Store)(nil)
 // Open opens (creating it if needed) the store in dir, takes the folder's
 // lock, and removes temporary files left by an interrupted write. It returns
 // an error wrapping ErrLocked if another process has the folder open.
-func Open(dir string) (*Store, error) {
+func Open(dir string) (*Store, error) { return OpenWith(dir, Options{}) }
+
+// Options change how a store behaves; the zero value is the normal store.
+type Options struct {
+	// Fault, when set, is called before each step of a write with the
+	// step's name ("create", "write", "sync", "rename", "syncdir",
+	// "delete") and the key; an error it returns makes that step fail as
+	// a failing disk would. It exists for fault-injection tests.
+	Fault func(step, key string) error
+}
+
+// OpenWith is Open with options.
+func OpenWith(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
@@ -88,7 +113,7 @@ func Open(dir string) (*Store, error) {
 	if err := lock.Truncate(0); err == nil {
 		lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	s := &Store{dir: dir, root: filepath.Join(dir, objectsDir), lock: lock, seed: maphash.MakeSeed()}
+	s := &Store{dir: dir, root: filepath.Join(dir, objectsDir), lock: lock, seed: maphash.MakeSeed(), fault: opts.Fault}
 	if err := s.ensureDir(s.root); err != nil {
 		s.Close()
 		return nil, err
@@ -299,7 +324,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if err := s.ensureDir(dir); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
-	tmp, err := s.writeTemp(ctx, dir, r)
+	tmp, err := s.writeTemp(ctx, key, dir, r)
 	if err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
@@ -319,10 +344,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if err := ctx.Err(); err != nil {
 		return storage.Attrs{}, err
 	}
+	if err := s.faultAt("rename", key); err != nil {
+		return storage.Attrs{}, wrapWriteErr("put", key, err)
+	}
 	if err := os.Rename(tmp, p); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
 	committed = true
+	if err := s.faultAt("syncdir", key); err != nil {
+		return storage.Attrs{}, wrapWriteErr("put", key, err)
+	}
 	if err := syncDir(dir); err != nil {
 		// The rename happened but may not be durable; report it, since the
 		// caller must not acknowledge a write that a crash could undo.
@@ -333,7 +364,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 
 // writeTemp copies r into a new durable temporary file in dir and returns
 // its name. On error nothing is left behind.
-func (s *Store) writeTemp(ctx context.Context, dir string, r io.Reader) (_ string, err error) {
+func (s *Store) writeTemp(ctx context.Context, key, dir string, r io.Reader) (_ string, err error) {
+	if err := s.faultAt("create", key); err != nil {
+		return "", err
+	}
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return "", err
@@ -348,8 +382,14 @@ func (s *Store) writeTemp(ctx context.Context, dir string, r io.Reader) (_ strin
 	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
 		return "", err
 	}
+	if err := s.faultAt("write", key); err != nil {
+		return "", err
+	}
 	mt := s.nextModTime()
 	if err := os.Chtimes(name, mt, mt); err != nil {
+		return "", err
+	}
+	if err := s.faultAt("sync", key); err != nil {
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
@@ -393,6 +433,9 @@ func (s *Store) Delete(ctx context.Context, key string, cond storage.Cond) error
 		return err
 	}
 	if _, err := s.stat(key, p); err != nil {
+		return err
+	}
+	if err := s.faultAt("delete", key); err != nil {
 		return err
 	}
 	if err := os.Remove(p); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,5 +140,55 @@ func TestValuesArePlainFiles(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Join(dir, "objects", "x"))
 	if len(ents) != 1 {
 		t.Fatalf("folder holds %d entries, want 1 (no temporary files left)", len(ents))
+	}
+}
+
+// TestFaultAtEachStep fails each step of a replacement in turn: before the
+// rename the old value stays; after it (the folder's sync) the new one is
+// whole; a failed removal keeps the value; never a temporary file left.
+func TestFaultAtEachStep(t *testing.T) {
+	ctx := context.Background()
+	for _, step := range []string{"create", "write", "sync", "rename", "syncdir", "delete"} {
+		var armed bool
+		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(st, key string) error {
+			if armed && st == step {
+				return errors.New("disk error")
+			}
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, "k", strings.NewReader("old value"), storage.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		armed = true
+		var opErr error
+		if step == "delete" {
+			opErr = s.Delete(ctx, "k", storage.Cond{})
+		} else {
+			_, opErr = s.Put(ctx, "k", strings.NewReader("new value!"), storage.Cond{})
+		}
+		armed = false
+		if opErr == nil {
+			t.Errorf("%s: the injected fault was not reported", step)
+		}
+		rc, _, err := s.Get(ctx, "k")
+		if err != nil {
+			t.Fatalf("%s: the key is gone: %v", step, err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		want := "old value"
+		if step == "syncdir" {
+			want = "new value!" // renamed, then the folder's sync failed
+		}
+		if string(b) != want {
+			t.Errorf("%s: value %q, want %q", step, b, want)
+		}
+		if left, _ := s.Leftovers(); len(left) > 0 {
+			t.Errorf("%s: temporary files left: %v", step, left)
+		}
+		s.Close()
 	}
 }

@@ -1,0 +1,135 @@
+package domain_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/imagestore/imagestore/domain"
+	"github.com/imagestore/imagestore/storage/filestore"
+)
+
+// observe returns everything a client can observe of a user.
+func observe(t *testing.T, svc *domain.Service, u domain.User) string {
+	t.Helper()
+	ctx := context.Background()
+	imgs, err := svc.List(ctx, u)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	var b bytes.Buffer
+	for _, img := range imgs {
+		_, rc, err := svc.Open(ctx, u, img.ID)
+		if err != nil {
+			t.Fatalf("listed image %s cannot be opened: %v", img.ID, err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || sha(data) != img.SHA256 {
+			t.Fatalf("listed image %s: bytes do not match their hash (%v)", img.ID, err)
+		}
+		fmt.Fprintf(&b, "%s %s %s\n", img.ID, img.Name, img.SHA256)
+	}
+	got, err := svc.User(ctx, u.Name)
+	if err != nil {
+		t.Fatalf("User: %v", err)
+	}
+	fmt.Fprintf(&b, "token %s\n", got.Token)
+	return b.String()
+}
+
+// TestFaultsLeavePreviousState fails each step of each write of each
+// operation in turn, on the real file store: create, write, sync, rename,
+// the folder's sync, and removal. Every failure must leave the previous
+// state exactly (or, where the failing step came after the commit, the
+// new one, whole); nothing listed may lack its bytes; no temporary file
+// may stay; and the next attempt must succeed.
+func TestFaultsLeavePreviousState(t *testing.T) {
+	png, jpg, gif := fixture(t, "png-rgb.png"), fixture(t, "jpeg-baseline.jpg"), fixture(t, "gif-still.gif")
+	type op struct {
+		name string
+		do   func(svc *domain.Service, u domain.User, ids []string) error
+	}
+	ops := []op{
+		{"upload", func(svc *domain.Service, u domain.User, _ []string) error {
+			_, err := svc.Upload(context.Background(), u, "new.gif", bytes.NewReader(gif))
+			return err
+		}},
+		{"replace", func(svc *domain.Service, u domain.User, ids []string) error {
+			_, err := svc.Replace(context.Background(), u, ids[0], "changed.gif", bytes.NewReader(gif))
+			return err
+		}},
+		{"delete", func(svc *domain.Service, u domain.User, ids []string) error {
+			return svc.Delete(context.Background(), u, ids[1])
+		}},
+		{"rotate", func(svc *domain.Service, u domain.User, _ []string) error {
+			_, err := svc.RotateToken(context.Background(), u)
+			return err
+		}},
+	}
+	steps := []string{"create", "write", "sync", "rename", "syncdir", "delete"}
+	injected := errors.New("injected fault")
+	cases := 0
+	for _, o := range ops {
+		for _, step := range steps {
+			for k := 1; ; k++ {
+				var armed atomic.Bool
+				var seen atomic.Int32
+				fs, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(s, key string) error {
+					if armed.Load() && s == step && seen.Add(1) == int32(k) {
+						return injected
+					}
+					return nil
+				}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				svc := newService(t, fs, domain.DefaultConfig)
+				u := newUser(t, svc, "faulty")
+				ids := []string{upload(t, svc, u, "a.png", png).ID, upload(t, svc, u, "b.jpg", jpg).ID}
+				before := observe(t, svc, u)
+
+				armed.Store(true)
+				err = o.do(svc, u, ids)
+				armed.Store(false)
+				fired := seen.Load() >= int32(k)
+				if !fired {
+					fs.Close()
+					break // no k-th such step in this operation: all tried
+				}
+				cases++
+				after := observe(t, svc, u)
+				committedAfter := step == "syncdir" || step == "delete" // the change was already made
+				switch {
+				case err != nil && after == before:
+				case err != nil && committedAfter:
+				case err == nil && step == "delete" && after != before:
+					// A failed removal of old bytes does not fail the operation.
+				default:
+					t.Errorf("%s, fault at %s #%d: error %v; state changed: %v\nbefore:\n%safter:\n%s", o.name, step, k, err, after != before, before, after)
+				}
+				if left, _ := fs.Leftovers(); len(left) > 0 {
+					t.Errorf("%s, fault at %s #%d: temporary files left: %v", o.name, step, k, left)
+				}
+				// The next attempt succeeds (the user may have a new token).
+				cur, _ := svc.User(context.Background(), "faulty")
+				u.Token = cur.Token
+				if o.name != "delete" || slices.Contains(listIDs(t, svc, u), ids[1]) {
+					if err := o.do(svc, u, ids); err != nil && !errors.Is(err, domain.ErrNameTaken) {
+						t.Errorf("%s after the fault at %s #%d: %v", o.name, step, k, err)
+					}
+				}
+				fs.Close()
+			}
+		}
+	}
+	t.Logf("%d injected faults, each leaving a consistent state", cases)
+	if cases < 20 {
+		t.Errorf("only %d faults were injected: the hook missed steps", cases)
+	}
+}
