@@ -273,6 +273,10 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not exit")
 	}
+	// Nothing partial remains, even before a restart cleans up.
+	if left := tempFiles(t, data); len(left) > 0 {
+		t.Errorf("temporary files after a graceful shutdown: %v", left)
+	}
 	s2 := start(t, data)
 	if got := s2.list(tok); len(got) != 1 || got[0][0] != "slow.png" {
 		t.Fatalf("after restart: %v", got)
