@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"mime"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -128,5 +130,40 @@ func TestContentDispositionInvalidUTF8(t *testing.T) {
 	}
 	if got, want := params["filename"], "bad__.png"; got != want {
 		t.Errorf("fallback filename: got %q, want %q", got, want)
+	}
+}
+
+func TestTameRange(t *testing.T) {
+	const size = 1000
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{"bytes=0-9", "bytes=0-9"},
+		{"bytes=0-9,20-29,-5", "bytes=0-9,20-29,-5"},
+		{"bytes=20-29,0-9", "bytes=20-29"}, // behind: first range only
+		{"bytes=0-50,40-60", "bytes=0-50"}, // overlapping
+		{"bytes=-0", "bytes=1000-"},        // empty suffix: 416
+		{"bytes=0-0,-0", "bytes=0-0"},
+		{"items=0-1", ""}, // unknown unit: ignored
+		{"bytes=" + strings.Repeat("1-1,", 20) + "2-2", "bytes=1-1"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if tt.in != "" {
+			r.Header.Set("Range", tt.in)
+		}
+		tameRange(r, size)
+		if got := r.Header.Get("Range"); got != tt.want {
+			t.Errorf("tameRange(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	// Many ascending ranges are cut to the first too.
+	var many []string
+	for i := range 20 {
+		many = append(many, strconv.Itoa(i*10)+"-"+strconv.Itoa(i*10+1))
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Range", "bytes="+strings.Join(many, ","))
+	tameRange(r, size)
+	if got := r.Header.Get("Range"); got != "bytes=0-1" {
+		t.Errorf("20 ranges: %q", got)
 	}
 }

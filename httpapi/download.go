@@ -79,6 +79,7 @@ func (s *Server) serveImageAs(w http.ResponseWriter, r *http.Request, u domain.U
 		return rc, err
 	}}
 	defer func() { stored = body.stored }() // the one to close
+	tameRange(r, img.Size)
 	http.ServeContent(w, r, "", img.Updated, body)
 	if body.err != nil && !errors.Is(body.err, io.EOF) {
 		s.abortDownload(r, body.pos, img.Size, body.err)
@@ -222,4 +223,60 @@ func (g *gunzipSeeker) read(p []byte) (int, error) {
 	g.pos += int64(n)
 	g.target = g.pos
 	return n, err
+}
+
+// maxRanges bounds the ranges of one request.
+const maxRanges = 16
+
+// tameRange rewrites a request's Range header before http.ServeContent
+// sees it, so that ranges cost no more than the image: a range behind the
+// previous one means decompressing the image again from its start, so a
+// list of ranges must be short and ascending, or only its first range is
+// served (RFC 9110 14.2 lets a server do less than asked). A unit other
+// than bytes is ignored, as the RFC says, and an empty suffix ("-0") is
+// unsatisfiable.
+func tameRange(r *http.Request, size int64) {
+	h := r.Header.Get("Range")
+	if h == "" {
+		return
+	}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok {
+		r.Header.Del("Range")
+		return
+	}
+	var kept []string
+	last := int64(-1)
+	ordered := true
+	for part := range strings.SplitSeq(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if part == "-0" {
+			continue // a suffix of no bytes
+		}
+		kept = append(kept, part)
+		first, second, _ := strings.Cut(part, "-")
+		start, err1 := strconv.ParseInt(first, 10, 64)
+		end, err2 := strconv.ParseInt(second, 10, 64)
+		switch {
+		case first == "": // a suffix: the last n bytes
+			start, end, err1 = size-end, size-1, nil
+		case second == "":
+			end, err2 = size-1, nil
+		}
+		if err1 != nil || err2 != nil || start <= last {
+			ordered = false
+		}
+		last = max(last, end)
+	}
+	switch {
+	case len(kept) == 0:
+		r.Header.Set("Range", "bytes="+strconv.FormatInt(size, 10)+"-") // answered 416
+	case len(kept) > maxRanges || !ordered && len(kept) > 1:
+		r.Header.Set("Range", "bytes="+kept[0])
+	default:
+		r.Header.Set("Range", "bytes="+strings.Join(kept, ","))
+	}
 }
