@@ -1058,7 +1058,7 @@ func TestOpenAPITour(t *testing.T) {
 
 	// What needs a server set up for it.
 	t.Run("limits", func(t *testing.T) {
-		small := start(t, t.TempDir(), "--max-upload", "1KiB", "--min-free", "1000000GiB", "--token-retrieval", "off")
+		small := start(t, t.TempDir(), "--max-upload", "1KiB", "--token-retrieval", "off")
 		stok := small.newUser("small")
 		b, h := oaForm("file", "big.ppm", ppm)
 		nb, nh := oaForm("text", "", []byte("no file"))
@@ -1072,10 +1072,17 @@ func TestOpenAPITour(t *testing.T) {
 			oaStep{"v1 replace too large", "PUT", "/api/v1/images/" + sid, ppm, sauth, 413},
 			oaStep{"v1 replace, form without file", "PUT", "/api/v1/images/" + sid, nb, map[string]string{"Authorization": "Bearer " + stok, "Content-Type": nh["Content-Type"]}, 400},
 			oaStep{"v1 user, body too large", "POST", "/api/v1/users", []byte(`{"username":"` + strings.Repeat("x", 70<<10) + `"}`), map[string]string{"Content-Type": "application/json"}, 413},
-			oaStep{"readyz, low space", "GET", "/readyz", nil, nil, 503},
-			oaStep{"HEAD readyz, low space", "HEAD", "/readyz", nil, nil, 503},
 			oaStep{"retrieval off", "GET", "/imageapi/retrieve-token/small/", nil, nil, 403},
 			oaStep{"HEAD retrieval off", "HEAD", "/imageapi/retrieve-token/small/", nil, nil, 403},
+		)
+		full := start(t, t.TempDir(), "--min-free", "1000000GiB")
+		ftok := full.newUser("full")
+		fb, fh := oaForm("file", "a.webp", fixture(t, "webp-lossy.webp"))
+		oaRun(t, full,
+			oaStep{"seed upload, disk below the reserve", "POST", "/imageapi/token/" + ftok + "/upload-image/", fb, fh, 507},
+			oaStep{"v1 upload, disk below the reserve", "POST", "/api/v1/images?name=a.webp", fixture(t, "webp-lossy.webp"), map[string]string{"Authorization": "Bearer " + ftok}, 507},
+			oaStep{"readyz, low space", "GET", "/readyz", nil, nil, 503},
+			oaStep{"HEAD readyz, low space", "HEAD", "/readyz", nil, nil, 503},
 		)
 		limited := start(t, t.TempDir(), "--account-rate", "1/h", "--auth-failure-rate", "1/h")
 		oaRun(t, limited,

@@ -22,10 +22,18 @@ func (s *Server) progressDeadlines(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
+		var body *deadlineBody
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: s.opts.BodyTimeout}
+			body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: s.opts.BodyTimeout}
+			r.Body = body
 		}
 		next.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: rc, timeout: s.opts.BodyTimeout}, r)
+		// After a handler that left part of the body unread (a refusal),
+		// the server reads what is left to reuse the connection: that too
+		// must not wait for a stalled client forever.
+		if body != nil && body.err == nil {
+			rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+		}
 	})
 }
 
@@ -33,6 +41,7 @@ type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
+	err     error // the first error a read met, io.EOF included
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -40,6 +49,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = errSlowClient
+	}
+	if err != nil && b.err == nil {
+		b.err = err
 	}
 	return n, err
 }

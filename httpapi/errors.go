@@ -72,6 +72,7 @@ var errorTable = []struct {
 	{errMalformed, problem{status: 400, slug: "malformed-body", title: "Malformed request body", seed: "Multipart form parse error", seedDetail: true}},
 	{errBadJSON, problem{status: 400, slug: "malformed-body", title: "Malformed request body", seed: "JSON parse error", seedDetail: true}},
 	{errRateLimited, problem{status: 429, slug: "rate-limited", title: "Too many requests", seed: "Too many requests", seedDetail: true}},
+	{errBusy, problem{status: 503, slug: "busy", title: "Too many uploads in progress", detail: "No turn for this upload came within 30 seconds; try again later.", extra: map[string]any{"limit": "max_uploads"}, seed: "Too many uploads in progress, try again later", seedDetail: true}},
 	{errNeedToken, problem{status: 401, slug: "unauthorized", title: "Authorization: Bearer <token> required", seed: "Token not recognized"}},
 }
 
@@ -130,7 +131,7 @@ func (s *Server) classify(err error) problem {
 // are logged, and the client learns only that something went wrong.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, messages map[error]string) {
 	p := s.classify(err)
-	s.logFailure(r, p, err)
+	s.noteFailure(w, r, p, err)
 	switch {
 	case p.status == http.StatusNoContent:
 		w.WriteHeader(p.status)
@@ -151,7 +152,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, m
 // 9457 problem document.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := s.classify(err)
-	s.logFailure(r, p, err)
+	s.noteFailure(w, r, p, err)
 	switch {
 	case p.status == http.StatusNoContent: // no file: for this API, a bad request
 		p.status, p.title = http.StatusBadRequest, "No file in the request"
@@ -183,7 +184,12 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	w.Write(buf.Bytes())
 }
 
-func (s *Server) logFailure(r *http.Request, p problem, err error) {
+// noteFailure logs what must be logged of a failure, and sets the headers
+// its status calls for.
+func (s *Server) noteFailure(w http.ResponseWriter, r *http.Request, p problem, err error) {
+	if p.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
 	switch {
 	case p.internal:
 		s.log.Error("request failed", "route", routeOf(r), "err", err)

@@ -80,8 +80,9 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	release, ok := s.uploadTurn(r)
-	if !ok {
+	release, err := s.uploadTurn(r)
+	if err != nil {
+		s.writeError(w, r, err, nil)
 		return
 	}
 	defer release()
@@ -103,8 +104,9 @@ func (s *Server) handleUpdateImage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	release, ok := s.uploadTurn(r)
-	if !ok {
+	release, err := s.uploadTurn(r)
+	if err != nil {
+		s.writeError(w, r, err, nil)
 		return
 	}
 	defer release()

@@ -32,6 +32,9 @@ type Options struct {
 	// MaxUploads bounds the uploads and replacements in progress at once;
 	// more wait for a turn. 0 means DefaultMaxUploads.
 	MaxUploads int
+	// UploadWait is how long an upload may wait for its turn before it is
+	// refused with 503; 0 means DefaultUploadWait.
+	UploadWait time.Duration
 	// AccountRate limits, per client address, the requests that create
 	// users or hand out tokens; FailureRate the failed authentications
 	// after which a client must wait. The zero Rate means no limit.
@@ -58,7 +61,7 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	handler http.Handler
-	uploads chan struct{} // a token per upload in progress
+	slots   *uploadSlots
 
 	accountLimits *clientLimits
 	failureLimits *clientLimits
@@ -76,7 +79,10 @@ func NewServer(svc *domain.Service, opts Options) *Server {
 	if opts.MaxUploads <= 0 {
 		opts.MaxUploads = DefaultMaxUploads
 	}
-	s := &Server{svc: svc, opts: opts, log: log, uploads: make(chan struct{}, opts.MaxUploads),
+	if opts.UploadWait <= 0 {
+		opts.UploadWait = DefaultUploadWait
+	}
+	s := &Server{svc: svc, opts: opts, log: log, slots: newUploadSlots(opts.MaxUploads),
 		accountLimits: newClientLimits("accounts", opts.AccountRate),
 		failureLimits: newClientLimits("auth_failures", opts.FailureRate),
 	}
@@ -199,19 +205,6 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
-}
-
-// uploadTurn waits until fewer than MaxUploads uploads are in progress, so
-// that the memory and file descriptors uploads hold stay bounded however
-// many clients send at once. It returns a release function, or false if the
-// client left while waiting.
-func (s *Server) uploadTurn(r *http.Request) (release func(), ok bool) {
-	select {
-	case s.uploads <- struct{}{}:
-		return func() { <-s.uploads }, true
-	case <-r.Context().Done():
-		return nil, false
-	}
 }
 
 // countingBody counts the bytes read from a request body.

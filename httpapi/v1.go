@@ -174,8 +174,9 @@ func (s *Server) handleV1Upload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	release, ok := s.uploadTurn(r)
-	if !ok {
+	release, err := s.uploadTurn(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
 		return
 	}
 	defer release()
@@ -332,8 +333,9 @@ func (s *Server) handleV1Replace(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	release, ok := s.uploadTurn(r)
-	if !ok {
+	release, err := s.uploadTurn(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
 		return
 	}
 	defer release()
