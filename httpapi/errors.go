@@ -25,6 +25,14 @@ var errBadJSON = errors.New("malformed JSON body")
 // errRateLimited refuses a client over its rate limit.
 var errRateLimited = errors.New("rate limited")
 
+// uploadTooLargeError refuses a body whose Content-Length is over the
+// limit, before reading it.
+type uploadTooLargeError struct{ limit, actual int64 }
+
+func (e *uploadTooLargeError) Error() string {
+	return fmt.Sprintf("upload of %d bytes over the limit of %d", e.actual, e.limit)
+}
+
 // errNeedToken: an /api/v1 request without a bearer token.
 var errNeedToken = errors.New("no bearer token")
 
@@ -81,7 +89,19 @@ func (s *Server) classify(err error) problem {
 	var tooBig *http.MaxBytesError
 	var tooMany *domain.TooManyPixelsError
 	var badQuery *errBadQuery
+	var limited *rateLimitedError
+	var tooLong *uploadTooLargeError
 	switch {
+	case errors.As(err, &limited):
+		return problem{status: 429, slug: "rate-limited", title: "Too many requests",
+			detail: "Over the " + limited.limit + " of " + limited.allowed + " per client; try again after Retry-After.",
+			extra:  map[string]any{"limit": limited.limit, "allowed": limited.allowed},
+			seed:   "Too many requests", seedDetail: true}
+	case errors.As(err, &tooLong):
+		return problem{status: 413, slug: "upload-too-large", title: "Upload too large",
+			detail: fmt.Sprintf("The limit is %d bytes; the request says %d.", tooLong.limit, tooLong.actual),
+			extra:  map[string]any{"limit": "max_upload_bytes", "allowed": tooLong.limit, "actual": tooLong.actual},
+			seed:   fmt.Sprintf("Upload too large: the limit is %d bytes", tooLong.limit)}
 	case errors.As(err, &badQuery):
 		return problem{status: 400, slug: "bad-query", title: "Bad query parameter", detail: badQuery.Error() + ".",
 			extra: map[string]any{"limit": badQuery.param, "allowed": badQuery.allowed, "actual": badQuery.actual},

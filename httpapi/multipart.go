@@ -24,7 +24,7 @@ type filePart struct {
 // a body without a file part, as the original answered 204 then.
 func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, error) {
 	if r.ContentLength > s.opts.MaxUploadBytes {
-		return nil, &http.MaxBytesError{Limit: s.opts.MaxUploadBytes}
+		return nil, &uploadTooLargeError{limit: s.opts.MaxUploadBytes, actual: r.ContentLength}
 	}
 	// Part headers are held in memory while they are parsed; bounding what
 	// may come before the file bounds them, whatever the upload limit.

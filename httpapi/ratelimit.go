@@ -65,15 +65,25 @@ func newClientLimits(name string, r Rate) *clientLimits {
 }
 
 // clientOf is the key of a request's client: its address, without the port.
+// An IPv6 client is its /64: one host usually has a whole /64 to pick
+// addresses from.
 func clientOf(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
 	return host
 }
 
-func (c *clientLimits) bucket(client string, now time.Time) *rate.Limiter {
+// maxClients bounds the table of client budgets: past it the table starts
+// afresh (forgetting spent budgets is the lesser harm).
+const maxClients = 100_000
+
+// bucket returns the client's bucket, creating it if create is set, or nil.
+func (c *clientLimits) bucket(client string, now time.Time, create bool) *rate.Limiter {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Forget clients whose buckets have been full for a while.
@@ -88,6 +98,12 @@ func (c *clientLimits) bucket(client string, now time.Time) *rate.Limiter {
 	}
 	b, ok := c.clients[client]
 	if !ok {
+		if !create {
+			return nil
+		}
+		if len(c.clients) >= maxClients {
+			clear(c.clients)
+		}
 		b = &clientBucket{lim: rate.NewLimiter(c.limit, c.burst)}
 		c.clients[client] = b
 	}
@@ -102,7 +118,7 @@ func (c *clientLimits) take(client string) (ok bool, retryAfter time.Duration) {
 		return true, 0
 	}
 	now := time.Now()
-	lim := c.bucket(client, now)
+	lim := c.bucket(client, now, true)
 	res := lim.ReserveN(now, 1)
 	if d := res.DelayFrom(now); d > 0 {
 		res.CancelAt(now)
@@ -118,8 +134,8 @@ func (c *clientLimits) exhausted(client string) (bool, time.Duration) {
 		return false, 0
 	}
 	now := time.Now()
-	lim := c.bucket(client, now)
-	if lim.TokensAt(now) >= 1 {
+	lim := c.bucket(client, now, false) // a client that never failed has no bucket
+	if lim == nil || lim.TokensAt(now) >= 1 {
 		return false, 0
 	}
 	res := lim.ReserveN(now, 1)
@@ -133,12 +149,22 @@ func (c *clientLimits) exhausted(client string) (bool, time.Duration) {
 func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, which string, after time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
 	s.opts.Metrics.RateLimited(which)
+	err := &rateLimitedError{limit: "account_rate", allowed: s.opts.AccountRate.String()}
+	if which == "auth_failures" {
+		err = &rateLimitedError{limit: "auth_failure_rate", allowed: s.opts.FailureRate.String()}
+	}
 	if strings.HasPrefix(r.URL.Path, "/api/") {
-		s.writeProblem(w, r, errRateLimited)
+		s.writeProblem(w, r, err)
 	} else {
-		s.writeError(w, r, errRateLimited, nil)
+		s.writeError(w, r, err, nil)
 	}
 }
+
+// rateLimitedError names the limit a client went over.
+type rateLimitedError struct{ limit, allowed string }
+
+func (e *rateLimitedError) Error() string { return "over the " + e.limit + " of " + e.allowed }
+func (e *rateLimitedError) Unwrap() error { return errRateLimited }
 
 // limitAccounts wraps the handlers that create users or hand out tokens:
 // each request spends from its client's budget.

@@ -157,7 +157,7 @@ func (s *Server) imageBody(w http.ResponseWriter, r *http.Request, needName bool
 		return part.name, part, nil
 	}
 	if r.ContentLength > s.opts.MaxUploadBytes {
-		return "", nil, &http.MaxBytesError{Limit: s.opts.MaxUploadBytes}
+		return "", nil, &uploadTooLargeError{limit: s.opts.MaxUploadBytes, actual: r.ContentLength}
 	}
 	name = r.URL.Query().Get("name")
 	if name == "" && needName {
