@@ -56,6 +56,9 @@ var (
 	// ErrIdempotencyInProgress: a request with the same idempotency key is
 	// still being processed.
 	ErrIdempotencyInProgress = errors.New("a request with this idempotency key is in progress")
+	// ErrIdempotencyMismatch: an idempotency key reused for another upload
+	// (another name or other bytes).
+	ErrIdempotencyMismatch = errors.New("the idempotency key was used for another upload")
 	// ErrIdempotencyKey: an idempotency key that is empty, too long or not
 	// printable ASCII.
 	ErrIdempotencyKey = errors.New("invalid idempotency key")

@@ -2,6 +2,8 @@ package domain
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"time"
@@ -22,7 +24,15 @@ type idempotencyRecord struct {
 	Done    bool      `json:"done"`
 	Started time.Time `json:"started"`
 	Image   Image     `json:"image,omitzero"`
+	// Name and SHA256 fingerprint the request, so that a key reused for
+	// another upload is refused rather than answered with the first.
+	Name   string `json:"name,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
 }
+
+// IdempotencyKeep is how long the result of an idempotent upload is kept
+// for retries.
+const IdempotencyKeep = 24 * time.Hour
 
 func idempotencyKeyOf(userHash, key string) string {
 	return "idem/" + userHash + "/" + hashKey("idempotency", key) + ".json"
@@ -55,6 +65,14 @@ func (s *Service) UploadOnce(ctx context.Context, u User, key, name string, r io
 		etag, err := s.getJSON(ctx, rkey, &rec)
 		switch {
 		case err == nil && rec.Done:
+			name, _ := CleanName(name)
+			h := sha256.New()
+			if _, err := io.Copy(h, r); err != nil {
+				return Image{}, false, err
+			}
+			if name != rec.Name || hex.EncodeToString(h.Sum(nil)) != rec.SHA256 {
+				return Image{}, false, ErrIdempotencyMismatch
+			}
 			return rec.Image, true, nil
 		case err == nil && s.now().Sub(rec.Started) < idempotencyStale:
 			return Image{}, false, ErrIdempotencyInProgress
@@ -79,8 +97,31 @@ func (s *Service) UploadOnce(ctx context.Context, u User, key, name string, r io
 		s.store.Delete(context.WithoutCancel(ctx), rkey, storage.Cond{})
 		return Image{}, false, err
 	}
-	if err := s.putJSON(context.WithoutCancel(ctx), rkey, idempotencyRecord{Done: true, Started: s.now().UTC(), Image: img}, storage.Cond{}); err != nil {
+	done := idempotencyRecord{Done: true, Started: s.now().UTC(), Image: img, Name: img.Name, SHA256: img.SHA256}
+	if err := s.putJSON(context.WithoutCancel(ctx), rkey, done, storage.Cond{}); err != nil {
 		s.log.Warn("could not record an idempotent upload's result", "err", err)
 	}
 	return img, false, nil
+}
+
+// SweepIdempotency removes the records of idempotent uploads older than
+// IdempotencyKeep, and claims abandoned for as long. It returns how many it
+// removed.
+func (s *Service) SweepIdempotency(ctx context.Context) (int, error) {
+	removed := 0
+	for key, err := range s.store.List(ctx, "idem/") {
+		if err != nil {
+			return removed, err
+		}
+		var rec idempotencyRecord
+		if _, err := s.getJSON(ctx, key, &rec); err != nil {
+			continue
+		}
+		if s.now().Sub(rec.Started) > IdempotencyKeep {
+			if err := s.store.Delete(ctx, key, storage.Cond{}); err == nil {
+				removed++
+			}
+		}
+	}
+	return removed, nil
 }

@@ -209,6 +209,13 @@ func TestUploadOnce(t *testing.T) {
 		if err != nil || !replayed || again.ID != first.ID {
 			t.Fatalf("retry: %+v replayed %v, %v; want the first image replayed", again, replayed, err)
 		}
+		// The key reused for another upload: refused, nothing stored.
+		if _, _, err := e.svc.UploadOnce(ctx, u, "key-1", "a.png", bytes.NewReader(fixture(t, "gif-still.gif"))); !errors.Is(err, domain.ErrIdempotencyMismatch) {
+			t.Fatalf("key reused with other bytes: %v", err)
+		}
+		if _, _, err := e.svc.UploadOnce(ctx, u, "key-1", "other.png", bytes.NewReader(png)); !errors.Is(err, domain.ErrIdempotencyMismatch) {
+			t.Fatalf("key reused with another name: %v", err)
+		}
 		// A failed first try frees the key.
 		if _, _, err := e.svc.UploadOnce(ctx, u, "key-2", "b.png", bytes.NewReader(notImage)); !errors.Is(err, domain.ErrNotImage) {
 			t.Fatalf("not an image: %v", err)

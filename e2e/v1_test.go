@@ -907,6 +907,9 @@ func TestV1Idempotency(t *testing.T) {
 		if third.status != 201 || !bytes.Equal(third.body, first.body) {
 			t.Errorf("multipart retry: got %v, want 201 and the first body", third)
 		}
+		// The key reused for another upload: 422, nothing stored.
+		other := s.v1Raw("POST", "/api/v1/images?name=once.png", tok, fixture(t, "gif-still.gif"), "Idempotency-Key", "key-1")
+		wantProblem(t, "key reused with other bytes", other, 422, "idempotency-key-reused")
 		if got := count(t); got != 1 {
 			t.Errorf("images stored: got %d, want 1", got)
 		}

@@ -75,6 +75,7 @@ var errorTable = []struct {
 	{domain.ErrWrongPassword, problem{status: 401, slug: "wrong-password", title: "Wrong username or password", seed: "Wrong username or password"}},
 	{domain.ErrRetrievalDisabled, problem{status: 403, slug: "retrieval-disabled", title: "Token retrieval is disabled", seed: "Token retrieval is disabled"}},
 	{domain.ErrIdempotencyInProgress, problem{status: 409, slug: "idempotency-in-progress", title: "A request with this Idempotency-Key is in progress", seed: "Request in progress"}},
+	{domain.ErrIdempotencyMismatch, problem{status: 422, slug: "idempotency-key-reused", title: "Idempotency-Key reused for another upload", detail: "A retry must send the same name and bytes as the first request with its key.", seed: "Idempotency-Key reused for another upload"}},
 	{domain.ErrIdempotencyKey, problem{status: 400, slug: "bad-idempotency-key", title: "Invalid Idempotency-Key", detail: fmt.Sprintf("An Idempotency-Key is 1 to %d printable ASCII characters.", domain.MaxIdempotencyKeyLen), seed: "Invalid Idempotency-Key"}},
 	{errNoFile, problem{status: 204, slug: "no-file", title: "No file in the request"}},
 	{errMalformed, problem{status: 400, slug: "malformed-body", title: "Malformed request body", seed: "Multipart form parse error", seedDetail: true}},

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imagestore/imagestore/domain"
@@ -65,6 +66,11 @@ type Server struct {
 
 	accountLimits *clientLimits
 	failureLimits *clientLimits
+
+	readyMu     sync.Mutex // guards the last readiness check
+	readyAt     time.Time
+	readyStatus int
+	readyBody   map[string]any
 }
 
 // NewServer returns the HTTP handler of the whole API.

@@ -267,6 +267,20 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		if err := svc.Recount(ctx, started); err != nil && ctx.Err() == nil {
 			log.Warn("counting users and images failed", "err", err)
 		}
+		go func() { // expired idempotency records, now and every hour
+			tick := time.NewTicker(time.Hour)
+			defer tick.Stop()
+			for {
+				if n, err := svc.SweepIdempotency(ctx); err == nil && n > 0 {
+					log.Info("removed expired idempotency records", "count", n)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
 		n, err := svc.SweepOrphans(ctx, started)
 		switch {
 		case err != nil && ctx.Err() == nil:
