@@ -31,8 +31,11 @@ func (s *Server) progressDeadlines(next http.Handler) http.Handler {
 		// After a handler that left part of the body unread (a refusal),
 		// the server reads what is left to reuse the connection: that too
 		// must not wait for a stalled client forever.
+		// Go reads that before it sends the answer, so the answer's own
+		// deadline comes after the reading's.
 		if body != nil && body.err == nil {
 			rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+			rc.SetWriteDeadline(time.Now().Add(2 * s.opts.BodyTimeout))
 		}
 	})
 }

@@ -47,6 +47,18 @@ go test $race -count=1 ./...
 
 fuzztime=${IMAGESTORE_FUZZTIME:-10s}
 if [ "$fuzztime" != 0 ]; then
-	echo "== fuzz ($fuzztime each)"
-	go test -run '^$' -fuzz '^FuzzCheck$' -fuzztime "$fuzztime" -fuzzminimizetime 5s ./imagetype
+	# Every fuzz target of the repository, found in the test files: Go
+	# fuzzes one target per invocation. (The seed corpora already ran
+	# with the tests above.)
+	targets=$(grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . |
+		sed -E 's#^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)\($#\1 \2#' | sort -u)
+	if [ -z "$targets" ]; then
+		echo "error: no fuzz targets found" >&2
+		exit 1
+	fi
+	echo "== fuzz ($fuzztime each: $(echo "$targets" | wc -l) targets)"
+	while read -r pkg name; do
+		echo "-- $name ($pkg)"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" </dev/null
+	done <<<"$targets"
 fi
