@@ -75,22 +75,34 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (domain.Us
 	return u, true
 }
 
-func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
+// seedUploadStart does what upload and update have in common, in the
+// original's order: the token, a turn to upload, the file part. If it
+// returns false, it has answered.
+func (s *Server) seedUploadStart(w http.ResponseWriter, r *http.Request) (domain.User, *filePart, func(), bool) {
 	u, ok := s.authenticate(w, r)
 	if !ok {
-		return
+		return domain.User{}, nil, nil, false
 	}
 	release, err := s.uploadTurn(r)
 	if err != nil {
 		s.writeError(w, r, err, nil)
+		return domain.User{}, nil, nil, false
+	}
+	part, err := s.firstFile(w, r)
+	if err != nil {
+		release()
+		s.writeError(w, r, err, nil)
+		return domain.User{}, nil, nil, false
+	}
+	return u, part, release, true
+}
+
+func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
+	u, part, release, ok := s.seedUploadStart(w, r)
+	if !ok {
 		return
 	}
 	defer release()
-	part, err := s.firstFile(w, r)
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
 	img, err := s.svc.Upload(r.Context(), u, part.name, part)
 	if err != nil {
 		s.writeError(w, r, err, nil)
@@ -100,22 +112,12 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleUpdateImage(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.authenticate(w, r)
+	u, part, release, ok := s.seedUploadStart(w, r)
 	if !ok {
 		return
 	}
-	release, err := s.uploadTurn(r)
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
 	defer release()
-	part, err := s.firstFile(w, r)
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	_, err = s.svc.Replace(r.Context(), u, r.PathValue("id"), part.name, part)
+	_, err := s.svc.Replace(r.Context(), u, r.PathValue("id"), part.name, part)
 	if err != nil {
 		s.writeError(w, r, err, map[error]string{domain.ErrNameTaken: "Cannot patch. File exists."})
 		return

@@ -169,22 +169,33 @@ func (s *Server) imageBody(w http.ResponseWriter, r *http.Request, needName bool
 	return name, http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes), nil
 }
 
-func (s *Server) handleV1Upload(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.bearer(w, r)
-	if !ok {
+// v1UploadStart does what upload and replace have in common: the token, a
+// turn to upload, the image's body and name. If it returns false, it has
+// answered.
+func (s *Server) v1UploadStart(w http.ResponseWriter, r *http.Request, needName bool) (u domain.User, name string, body io.Reader, release func(), ok bool) {
+	if u, ok = s.bearer(w, r); !ok {
 		return
 	}
 	release, err := s.uploadTurn(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
+		return u, "", nil, nil, false
+	}
+	if name, body, err = s.imageBody(w, r, needName); err != nil {
+		release()
+		s.writeProblem(w, r, err)
+		return u, "", nil, nil, false
+	}
+	return u, name, body, release, true
+}
+
+func (s *Server) handleV1Upload(w http.ResponseWriter, r *http.Request) {
+	u, name, body, release, ok := s.v1UploadStart(w, r, true)
+	if !ok {
 		return
 	}
 	defer release()
-	name, body, err := s.imageBody(w, r, true)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
+	var err error
 	var img domain.Image
 	replayed := false
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
@@ -329,21 +340,11 @@ func (s *Server) ifMatch(r *http.Request, u domain.User, id string) (string, err
 }
 
 func (s *Server) handleV1Replace(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.bearer(w, r)
+	u, name, body, release, ok := s.v1UploadStart(w, r, false)
 	if !ok {
 		return
 	}
-	release, err := s.uploadTurn(r)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
 	defer release()
-	name, body, err := s.imageBody(w, r, false)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
 	cond, err := s.ifMatch(r, u, r.PathValue("id"))
 	if err != nil {
 		s.writeProblem(w, r, err)
