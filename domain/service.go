@@ -55,6 +55,9 @@ type Service struct {
 	locks [256]sync.Mutex // one per group of users: see updateIndex
 
 	users, images atomic.Int64 // as this process knows them: see Counts
+
+	indexMu sync.Mutex
+	indexes map[string]cachedIndex // decoded indexes by user hash: see loadIndex
 }
 
 // Counts returns the numbers of users and images: those this process
@@ -107,7 +110,7 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, cfg: cfg, log: log, now: time.Now, seed: maphash.MakeSeed()}, nil
+	return &Service{store: store, cfg: cfg, log: log, now: time.Now, seed: maphash.MakeSeed(), indexes: map[string]cachedIndex{}}, nil
 }
 
 // Config returns the service's configuration.
@@ -244,13 +247,50 @@ func (ix *index) byName(name string) int {
 }
 
 // loadIndex reads the user's index; a user without one has no images.
+// The index returned is shared with a cache: callers must not modify it
+// (updateIndex works on a copy).
 func (s *Service) loadIndex(ctx context.Context, uh string) (index, string, error) {
+	// A decoded index is kept while the store's ETag for it stays the same:
+	// a stat instead of reading and decoding the whole list each time.
+	attrs, err := s.store.Stat(ctx, indexKey(uh))
+	if errors.Is(err, storage.ErrNotFound) {
+		return index{}, "", nil
+	}
+	if err != nil {
+		return index{}, "", err
+	}
+	s.indexMu.Lock()
+	c, ok := s.indexes[uh]
+	s.indexMu.Unlock()
+	if ok && c.etag == attrs.ETag {
+		return c.ix, c.etag, nil
+	}
 	var ix index
 	etag, err := s.getJSON(ctx, indexKey(uh), &ix)
 	if errors.Is(err, storage.ErrNotFound) {
 		return index{}, "", nil
 	}
-	return ix, etag, err
+	if err != nil {
+		return index{}, "", err
+	}
+	s.indexMu.Lock()
+	if len(s.indexes) >= maxCachedIndexes {
+		for k := range s.indexes { // forget one, any one
+			delete(s.indexes, k)
+			break
+		}
+	}
+	s.indexes[uh] = cachedIndex{etag: etag, ix: ix}
+	s.indexMu.Unlock()
+	return ix, etag, nil
+}
+
+// maxCachedIndexes bounds the cache of decoded indexes.
+const maxCachedIndexes = 4096
+
+type cachedIndex struct {
+	etag string
+	ix   index
 }
 
 // updateIndex applies change to the user's index with compare-and-swap,
@@ -266,6 +306,7 @@ func (s *Service) updateIndex(ctx context.Context, uh string, change func(*index
 		if err != nil {
 			return err
 		}
+		ix.Images = slices.Clone(ix.Images) // the loaded one is shared
 		if err := change(&ix); err != nil {
 			return err
 		}
