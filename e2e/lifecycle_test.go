@@ -432,3 +432,25 @@ func TestRestartSweepsOrphans(t *testing.T) {
 		t.Fatalf("the listed image changed: %d", r.status)
 	}
 }
+
+// The profiler is served on its own listener when asked for, never on the
+// API's.
+func TestDebugListener(t *testing.T) {
+	s := start(t, t.TempDir(), "--debug-addr", "127.0.0.1:0")
+	if r := s.get("/debug/pprof/"); r.status != 404 {
+		t.Errorf("API listener serves the profiler: %v", r)
+	}
+	m := regexp.MustCompile(`msg"?[=:]"?"?serving the profiler"? "?addr"?[=:]"?([0-9.:]+)`).FindStringSubmatch(s.stderr.String())
+	if m == nil {
+		t.Fatalf("no profiler address logged:\n%s", s.stderr.String())
+	}
+	resp, err := http.Get("http://" + m[1] + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "goroutine profile") {
+		t.Errorf("profiler: %d %.200s", resp.StatusCode, body)
+	}
+}

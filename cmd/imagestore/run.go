@@ -39,6 +39,7 @@ type config struct {
 	failureRate     httpapi.Rate
 	corsOrigins     []string
 	minFree         byteSize
+	debugAddr       string
 }
 
 // parseConfig reads flags, falling back to IMAGESTORE_* environment
@@ -103,6 +104,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	}
 	fs.Var(&c.minFree, "min-free", "free disk `size` kept in reserve: below it uploads and replacements get 507 and /readyz reports not ready, while reads and deletions go on (IMAGESTORE_MIN_FREE; default 256MiB)")
+	fs.StringVar(&c.debugAddr, "debug-addr", env("IMAGESTORE_DEBUG_ADDR", ""), "`address` of a second listener serving Go's profiler (/debug/pprof/); off by default, keep it on loopback (IMAGESTORE_DEBUG_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, flag.ErrHelp
@@ -289,6 +291,16 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 			log.Info("removed unreferenced blobs left by an earlier crash", "count", n)
 		}
 	}()
+
+	if cfg.debugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.debugAddr)
+		if err != nil {
+			return fmt.Errorf("debug listener: %w", err)
+		}
+		defer dln.Close()
+		log.Info("serving the profiler", "addr", dln.Addr().String())
+		go (&http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}).Serve(dln)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
