@@ -39,6 +39,11 @@ type Config struct {
 	// are refused with ErrInsufficientStorage, for stores that can tell
 	// their free space; reads and deletions go on.
 	MinFreeBytes int64
+	// SoleWriter says that this Service is the only writer of its store
+	// (a data folder the process holds locked): what it read or wrote may
+	// then be cached and trusted without asking the store again. Leave it
+	// false when several servers share the store.
+	SoleWriter bool
 }
 
 // DefaultConfig is the configuration used where none is given.
@@ -51,13 +56,16 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	seed  maphash.Seed
-	locks [256]sync.Mutex // one per group of users: see updateIndex
-
 	users, images atomic.Int64 // as this process knows them: see Counts
 
-	indexMu sync.Mutex
-	indexes map[string]cachedIndex // decoded indexes by user hash: see loadIndex
+	indexes   *boundedMap[string, cachedIndex] // decoded indexes by user hash: see loadIndex
+	seed      maphash.Seed
+	writeGens [256]atomic.Uint64 // index writes begun, by group of users: see loadIndex
+	queueMu   sync.Mutex
+	queues    map[string]*indexQueue // users whose index is being written: see updateIndex
+
+	tokens    *boundedMap[string, string] // username by token: see Authenticate
+	userCache *boundedMap[string, User]   // users by name, for a SoleWriter
 }
 
 // Counts returns the numbers of users and images: those this process
@@ -110,7 +118,13 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, cfg: cfg, log: log, now: time.Now, seed: maphash.MakeSeed(), indexes: map[string]cachedIndex{}}, nil
+	return &Service{
+		store: store, cfg: cfg, log: log, now: time.Now,
+		indexes: newBoundedMap[string, cachedIndex](maxCachedIndexes),
+		seed:    maphash.MakeSeed(), queues: map[string]*indexQueue{},
+		tokens:    newBoundedMap[string, string](maxCachedTokens),
+		userCache: newBoundedMap[string, User](maxCachedTokens),
+	}, nil
 }
 
 // Config returns the service's configuration.
@@ -158,7 +172,9 @@ func (s *Service) CreateUser(ctx context.Context, username, password string) (Us
 		return User{}, err
 	}
 	u.Token = token
-	if err := s.putJSON(ctx, userKey(uh), u, storage.Cond{IfAbsent: true}); err != nil {
+	err = s.putJSON(ctx, userKey(uh), u, storage.Cond{IfAbsent: true})
+	s.userWritten(uh)
+	if err != nil {
 		if errors.Is(err, storage.ErrPrecondition) {
 			s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
 			return User{}, ErrUserExists // another request created the user first
@@ -196,14 +212,32 @@ func (s *Service) User(ctx context.Context, username string) (User, error) {
 	if !ValidUsername(username) {
 		return User{}, ErrUserNotFound
 	}
+	uh := userHashOf(username)
+	if s.cfg.SoleWriter {
+		if u, ok := s.userCache.get(uh); ok {
+			return u, nil
+		}
+	}
+	gen := s.writeGen(uh)
+	g := gen.Load()
 	var u User
-	if _, err := s.getJSON(ctx, userKey(userHashOf(username)), &u); err != nil {
+	if _, err := s.getJSON(ctx, userKey(uh), &u); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return User{}, ErrUserNotFound
 		}
 		return User{}, err
 	}
+	if s.cfg.SoleWriter {
+		s.userCache.putIf(uh, u, func() bool { return gen.Load() == g })
+	}
 	return u, nil
+}
+
+// userWritten follows a write of the user's record, whatever its outcome:
+// the cached copy goes.
+func (s *Service) userWritten(uh string) {
+	s.writeGen(uh).Add(1)
+	s.userCache.forget(uh)
 }
 
 // Authenticate returns the user whose token this is, or ErrUnauthorized.
@@ -211,14 +245,21 @@ func (s *Service) Authenticate(ctx context.Context, token string) (User, error) 
 	if !ValidToken(token) {
 		return User{}, ErrUnauthorized
 	}
-	var rec tokenRecord
-	if _, err := s.getJSON(ctx, tokenKey(token), &rec); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return User{}, ErrUnauthorized
+	// A token's record names the same user as long as it exists (tokens
+	// are never reused), and the user's record says whether the token is
+	// still the user's: only the user record must be read fresh.
+	username, ok := s.tokens.get(token)
+	if !ok {
+		var rec tokenRecord
+		if _, err := s.getJSON(ctx, tokenKey(token), &rec); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return User{}, ErrUnauthorized
+			}
+			return User{}, err
 		}
-		return User{}, err
+		username = rec.Username
 	}
-	u, err := s.User(ctx, rec.Username)
+	u, err := s.User(ctx, username)
 	if errors.Is(err, ErrUserNotFound) {
 		return User{}, ErrUnauthorized
 	}
@@ -226,102 +267,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (User, error) 
 		return User{}, err
 	}
 	if subtle.ConstantTimeCompare([]byte(u.Token), []byte(token)) != 1 {
+		s.tokens.forget(token)
 		return User{}, ErrUnauthorized // a stale token record
 	}
+	if !ok {
+		s.tokens.put(token, username)
+	}
 	return u, nil
-}
-
-// ---- images
-
-// index is a user's list of images, in upload order.
-type index struct {
-	Images []Image `json:"images"`
-}
-
-func (ix *index) byID(id string) int {
-	return slices.IndexFunc(ix.Images, func(img Image) bool { return img.ID == id })
-}
-
-func (ix *index) byName(name string) int {
-	return slices.IndexFunc(ix.Images, func(img Image) bool { return img.Name == name })
-}
-
-// loadIndex reads the user's index; a user without one has no images.
-// The index returned is shared with a cache: callers must not modify it
-// (updateIndex works on a copy).
-func (s *Service) loadIndex(ctx context.Context, uh string) (index, string, error) {
-	// A decoded index is kept while the store's ETag for it stays the same:
-	// a stat instead of reading and decoding the whole list each time.
-	attrs, err := s.store.Stat(ctx, indexKey(uh))
-	if errors.Is(err, storage.ErrNotFound) {
-		return index{}, "", nil
-	}
-	if err != nil {
-		return index{}, "", err
-	}
-	s.indexMu.Lock()
-	c, ok := s.indexes[uh]
-	s.indexMu.Unlock()
-	if ok && c.etag == attrs.ETag {
-		return c.ix, c.etag, nil
-	}
-	var ix index
-	etag, err := s.getJSON(ctx, indexKey(uh), &ix)
-	if errors.Is(err, storage.ErrNotFound) {
-		return index{}, "", nil
-	}
-	if err != nil {
-		return index{}, "", err
-	}
-	s.indexMu.Lock()
-	if len(s.indexes) >= maxCachedIndexes {
-		for k := range s.indexes { // forget one, any one
-			delete(s.indexes, k)
-			break
-		}
-	}
-	s.indexes[uh] = cachedIndex{etag: etag, ix: ix}
-	s.indexMu.Unlock()
-	return ix, etag, nil
-}
-
-// maxCachedIndexes bounds the cache of decoded indexes.
-const maxCachedIndexes = 4096
-
-type cachedIndex struct {
-	etag string
-	ix   index
-}
-
-// updateIndex applies change to the user's index with compare-and-swap,
-// retrying on a concurrent change. Within this process, updates of one
-// user's index take turns, so they do not retry against each other; across
-// processes sharing a store, the conditional write alone keeps them correct.
-func (s *Service) updateIndex(ctx context.Context, uh string, change func(*index) error) error {
-	mu := &s.locks[maphash.String(s.seed, uh)%uint64(len(s.locks))]
-	mu.Lock()
-	defer mu.Unlock()
-	for {
-		ix, etag, err := s.loadIndex(ctx, uh)
-		if err != nil {
-			return err
-		}
-		ix.Images = slices.Clone(ix.Images) // the loaded one is shared
-		if err := change(&ix); err != nil {
-			return err
-		}
-		cond := storage.Cond{IfMatch: etag}
-		if etag == "" {
-			cond = storage.Cond{IfAbsent: true}
-		}
-		err = s.putJSON(ctx, indexKey(uh), ix, cond)
-		if !errors.Is(err, storage.ErrPrecondition) {
-			return storeErr(err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
 }
 
 // List returns the user's images in upload order (a replaced image keeps
@@ -647,12 +599,18 @@ func (s *Service) getJSON(ctx context.Context, key string, v any) (etag string, 
 }
 
 func (s *Service) putJSON(ctx context.Context, key string, v any, cond storage.Cond) error {
+	_, err := s.putJSONTag(ctx, key, v, cond)
+	return err
+}
+
+// putJSONTag is putJSON, returning the new value's ETag.
+func (s *Service) putJSONTag(ctx context.Context, key string, v any, cond storage.Cond) (string, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = s.store.Put(ctx, key, bytes.NewReader(b), cond)
-	return storeErr(err)
+	attrs, err := s.store.Put(ctx, key, bytes.NewReader(b), cond)
+	return attrs.ETag, storeErr(err)
 }
 
 // MaxPageSize bounds a page of ListPage.

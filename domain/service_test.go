@@ -121,8 +121,11 @@ func eachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 		fn(t, &env{store: st, svc: newService(t, st, domain.DefaultConfig)})
 	})
 	t.Run("filestore", func(t *testing.T) {
+		// As the server uses it: the one writer of its data folder.
 		st := openFilestore(t)
-		fn(t, &env{store: st, svc: newService(t, st, domain.DefaultConfig), fs: st})
+		cfg := domain.DefaultConfig
+		cfg.SoleWriter = true
+		fn(t, &env{store: st, svc: newService(t, st, cfg), fs: st})
 		checkNoLeftovers(t, st)
 	})
 }

@@ -124,6 +124,7 @@ func (s *Service) RotateToken(ctx context.Context, u User) (User, error) {
 		if err == nil {
 			cur.Token = newToken
 			err = s.putJSON(ctx, key, cur, storage.Cond{IfMatch: etag})
+			s.userWritten(userHashOf(u.Name))
 			if errors.Is(err, storage.ErrPrecondition) {
 				continue
 			}

@@ -224,6 +224,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	svc, err := domain.New(m.Store(files), domain.Config{
 		MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log, Retrieval: cfg.retrieval,
 		MinFreeBytes: int64(cfg.minFree),
+		SoleWriter:   true, // the data folder is locked to this process
 	})
 	if err != nil {
 		return err
