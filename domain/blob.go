@@ -220,6 +220,9 @@ type gunzipReadCloser struct {
 func (g *gunzipReadCloser) Close() error { return g.c.Close() }
 
 func (s *Service) deleteBlob(ctx context.Context, userHash, name string) {
+	if s.hot != nil {
+		s.hot.remove(userHash + "/" + name)
+	}
 	err := s.store.Delete(context.WithoutCancel(ctx), blobKey(userHash, name), storage.Cond{})
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		// An unreferenced blob wastes space but harms nothing.

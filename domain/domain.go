@@ -62,6 +62,8 @@ var (
 	// ErrIdempotencyKey: an idempotency key that is empty, too long or not
 	// printable ASCII.
 	ErrIdempotencyKey = errors.New("invalid idempotency key")
+	// ErrDamaged reports stored bytes that fail their checksum.
+	ErrDamaged = errors.New("damaged blob")
 )
 
 // TooManyPixelsError is returned for an image whose header claims more

@@ -44,6 +44,9 @@ type Config struct {
 	// then be cached and trusted without asking the store again. Leave it
 	// false when several servers share the store.
 	SoleWriter bool
+	// HotCacheBytes is the size of the cache of decompressed images, for
+	// clients that do not take gzip; 0 turns it off.
+	HotCacheBytes int64
 }
 
 // DefaultConfig is the configuration used where none is given.
@@ -66,6 +69,7 @@ type Service struct {
 
 	tokens    *boundedMap[string, string] // username by token: see Authenticate
 	userCache *boundedMap[string, User]   // users by name, for a SoleWriter
+	hot       *hotCache                   // nil when off
 }
 
 // Counts returns the numbers of users and images: those this process
@@ -111,6 +115,9 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 	if cfg.GzipLevel < gzip.BestSpeed || cfg.GzipLevel > gzip.BestCompression {
 		return nil, fmt.Errorf("gzip level %d is not between %d and %d", cfg.GzipLevel, gzip.BestSpeed, gzip.BestCompression)
 	}
+	if cfg.HotCacheBytes < 0 {
+		return nil, fmt.Errorf("cache size %d is negative", cfg.HotCacheBytes)
+	}
 	if cfg.MaxPixels < 0 {
 		return nil, fmt.Errorf("pixel limit %d is negative", cfg.MaxPixels)
 	}
@@ -124,6 +131,7 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 		seed:    maphash.MakeSeed(), queues: map[string]*indexQueue{},
 		tokens:    newBoundedMap[string, string](maxCachedTokens),
 		userCache: newBoundedMap[string, User](maxCachedTokens),
+		hot:       newHotCache(cfg.HotCacheBytes),
 	}, nil
 }
 
@@ -310,7 +318,7 @@ func (s *Service) Open(ctx context.Context, u User, id string) (Image, io.ReadCl
 	zr, err := gzip.NewReader(rc)
 	if err != nil {
 		rc.Close()
-		return Image{}, nil, fmt.Errorf("image %s: damaged blob: %w", id, err)
+		return Image{}, nil, fmt.Errorf("image %s: %w: %w", id, ErrDamaged, err)
 	}
 	return img, &gunzipReadCloser{Reader: zr, c: rc}, nil
 }

@@ -173,7 +173,8 @@ func TestDownloadHTTP(t *testing.T) {
 }
 
 // TestDamagedBlobIsNotServedAsGood corrupts a stored image on disk: a
-// download must then fail visibly (a short body), never deliver wrong bytes
+// download must then fail visibly (an error status, or a short body when
+// the damage is found late), never deliver wrong bytes
 // as if they were right.
 func TestDamagedBlobIsNotServedAsGood(t *testing.T) {
 	data := t.TempDir()
@@ -203,5 +204,40 @@ func TestDamagedBlobIsNotServedAsGood(t *testing.T) {
 			t.Fatalf("the failure was not logged:\n%s", s.stderr.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHotCacheServesAndCounts: a client without gzip gets the same bytes
+// from the memory cache as from the disk, and /metrics counts hits and
+// misses; with --cache-size 0 nothing is cached.
+func TestHotCacheServesAndCounts(t *testing.T) {
+	for _, size := range []string{"1MiB", "0"} {
+		t.Run("cache="+size, func(t *testing.T) {
+			s := start(t, t.TempDir(), "--cache-size", size)
+			tok := s.newUser("hotcache")
+			img := fixture(t, "png-rgb.png")
+			id := s.uploadID(tok, "h.png", img)
+			url := s.url + "/imageapi/token/" + tok + "/get-image/" + id + "/"
+			for i := range 3 {
+				resp, body, err := rawRequest(t, "GET", url, map[string]string{"Accept-Encoding": "identity"})
+				if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, img) || resp.Header.Get("Content-Length") != strconv.Itoa(len(img)) {
+					t.Fatalf("read %d: %v %v, %d bytes", i, err, resp, len(body))
+				}
+			}
+			resp, body, _ := rawRequest(t, "GET", url, map[string]string{"Accept-Encoding": "identity", "Range": "bytes=2-9"})
+			if resp.StatusCode != 206 || !bytes.Equal(body, img[2:10]) {
+				t.Errorf("range: %d %q", resp.StatusCode, body)
+			}
+			text := s.metricsText()
+			hits, _ := metricSum(text, "imagestore_image_cache_hits_total", nil)
+			misses, _ := metricSum(text, "imagestore_image_cache_misses_total", nil)
+			want := [2]float64{3, 1}
+			if size == "0" {
+				want = [2]float64{0, 0}
+			}
+			if [2]float64{hits, misses} != want {
+				t.Errorf("hits, misses: %v, %v; want %v", hits, misses, want)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,28 +30,34 @@ import (
 func (s *Server) serveImageAs(w http.ResponseWriter, r *http.Request, u domain.User, id string,
 	disposition func(name string) string, writeErr func(http.ResponseWriter, *http.Request, error)) {
 	ctx := r.Context()
+	passThrough := acceptsGzip(r) && r.Header.Get("Range") == ""
+	if !passThrough && r.Method == http.MethodGet {
+		// Small enough images are decompressed once and kept (see
+		// domain.Service.Content).
+		img, data, err := s.svc.Content(ctx, u, id)
+		if errors.Is(err, domain.ErrDamaged) {
+			s.log.Error("image download failed", "route", routeOf(r), "err", err)
+			s.opts.Metrics.DownloadFailed()
+		}
+		if err != nil {
+			writeErr(w, r, err)
+			return
+		}
+		if data != nil {
+			setImageHeaders(w.Header(), img, disposition, false)
+			tameRange(r, img.Size)
+			http.ServeContent(w, r, "", img.Updated, bytes.NewReader(data))
+			return
+		}
+	}
 	img, stored, storedSize, err := s.svc.OpenStored(ctx, u, id)
 	if err != nil {
 		writeErr(w, r, err)
 		return
 	}
 	defer func() { stored.Close() }()
-
-	passThrough := acceptsGzip(r) && r.Header.Get("Range") == ""
 	h := w.Header()
-	h.Set("Content-Type", img.MIME())
-	h.Set("Content-Disposition", disposition(img.Name))
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "private")
-	h.Add("Vary", "Accept-Encoding")
-	h.Set("Last-Modified", img.Updated.UTC().Format(http.TimeFormat))
-	// Each representation has its own strong ETag: the gzip stream and the
-	// decompressed bytes are different byte sequences.
-	if passThrough {
-		h.Set("Etag", `"`+img.SHA256+`-gz"`)
-	} else {
-		h.Set("Etag", `"`+img.SHA256+`"`)
-	}
+	setImageHeaders(h, img, disposition, passThrough)
 
 	if passThrough {
 		if notModified(r, h.Get("Etag"), img.Updated) {
@@ -83,6 +90,24 @@ func (s *Server) serveImageAs(w http.ResponseWriter, r *http.Request, u domain.U
 	http.ServeContent(w, r, "", img.Updated, body)
 	if body.err != nil && !errors.Is(body.err, io.EOF) {
 		s.abortDownload(r, body.pos, img.Size, body.err)
+	}
+}
+
+// setImageHeaders sets the headers of a download of img, as its stored
+// gzip stream (gz) or as its bytes.
+func setImageHeaders(h http.Header, img domain.Image, disposition func(name string) string, gz bool) {
+	h.Set("Content-Type", img.MIME())
+	h.Set("Content-Disposition", disposition(img.Name))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "private")
+	h.Add("Vary", "Accept-Encoding")
+	h.Set("Last-Modified", img.Updated.UTC().Format(http.TimeFormat))
+	// Each representation has its own strong ETag: the gzip stream and the
+	// decompressed bytes are different byte sequences.
+	if gz {
+		h.Set("Etag", `"`+img.SHA256+`-gz"`)
+	} else {
+		h.Set("Etag", `"`+img.SHA256+`"`)
 	}
 }
 

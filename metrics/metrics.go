@@ -96,6 +96,27 @@ func (m *Metrics) Counts(f func() (users, images int64)) {
 	)
 }
 
+// HotCache registers the figures of the cache of decompressed images,
+// read from f at each scrape.
+func (m *Metrics) HotCache(f func() (hits, misses, bytes, entries, capacity int64)) {
+	if m == nil {
+		return
+	}
+	pick := func(i int) func() float64 {
+		return func() float64 {
+			h, mi, b, e, c := f()
+			return float64([]int64{h, mi, b, e, c}[i])
+		}
+	}
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_image_cache_hits_total", Help: "Downloads of decompressed images served from the memory cache."}, pick(0)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_image_cache_misses_total", Help: "Downloads of decompressed images that read and filled the memory cache."}, pick(1)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_bytes", Help: "Bytes of decompressed images held in the memory cache."}, pick(2)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_entries", Help: "Images held in the memory cache."}, pick(3)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_capacity_bytes", Help: "Size of the memory cache of decompressed images (--cache-size)."}, pick(4)),
+	)
+}
+
 // Request records one served request.
 func (m *Metrics) Request(route, method string, status int, in, out int64, d time.Duration) {
 	if m == nil {

@@ -40,6 +40,7 @@ type config struct {
 	corsOrigins     []string
 	minFree         byteSize
 	debugAddr       string
+	cacheSize       byteSize
 }
 
 // parseConfig reads flags, falling back to IMAGESTORE_* environment
@@ -104,6 +105,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	}
 	fs.Var(&c.minFree, "min-free", "free disk `size` kept in reserve: below it uploads and replacements get 507 and /readyz reports not ready, while reads and deletions go on (IMAGESTORE_MIN_FREE; default 256MiB)")
+	c.cacheSize = 64 << 20
+	if v := getenv("IMAGESTORE_CACHE_SIZE"); v != "" {
+		if err := c.cacheSize.Set(v); err != nil {
+			envErrs["cache-size"] = fmt.Errorf("IMAGESTORE_CACHE_SIZE: %v", err)
+		}
+	}
+	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for decompressed images, served to clients that do not take gzip without decompressing them again; 0 turns it off (IMAGESTORE_CACHE_SIZE; default 64MiB)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("IMAGESTORE_DEBUG_ADDR", ""), "`address` of a second listener serving Go's profiler (/debug/pprof/); off by default, keep it on loopback (IMAGESTORE_DEBUG_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -223,13 +231,18 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	m := metrics.New()
 	svc, err := domain.New(m.Store(files), domain.Config{
 		MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log, Retrieval: cfg.retrieval,
-		MinFreeBytes: int64(cfg.minFree),
-		SoleWriter:   true, // the data folder is locked to this process
+		MinFreeBytes:  int64(cfg.minFree),
+		SoleWriter:    true, // the data folder is locked to this process
+		HotCacheBytes: int64(cfg.cacheSize),
 	})
 	if err != nil {
 		return err
 	}
 	m.Counts(svc.Counts)
+	m.HotCache(func() (hits, misses, bytes, entries, capacity int64) {
+		st := svc.HotCacheStats()
+		return st.Hits, st.Misses, st.Bytes, st.Entries, st.Capacity
+	})
 	api := httpapi.NewServer(svc, httpapi.Options{
 		MaxUploadBytes: int64(cfg.maxUpload),
 		Logger:         log,

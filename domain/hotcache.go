@@ -1,0 +1,165 @@
+package domain
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// hotCache keeps the decompressed bytes of the images read most recently,
+// up to a total size, so that serving a popular image to a client without
+// gzip does not decompress it each time. Entries are keyed by blob, and a
+// blob never changes (a replacement writes a new one), so an entry is
+// never stale; one whose blob is removed is dropped.
+type hotCache struct {
+	max, maxItem int64
+
+	mu    sync.Mutex
+	size  int64
+	lru   *list.List // of *hotEntry, most recent first
+	byKey map[string]*list.Element
+
+	hits, misses atomic.Int64
+}
+
+type hotEntry struct {
+	key  string
+	data []byte
+}
+
+func newHotCache(max int64) *hotCache {
+	if max <= 0 {
+		return nil
+	}
+	// One image may take an eighth of the cache: a few large ones must
+	// not push out everything else.
+	return &hotCache{max: max, maxItem: min(max/8, 32<<20), lru: list.New(), byKey: map[string]*list.Element{}}
+}
+
+func (c *hotCache) get(key string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byKey[key]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*hotEntry).data, true
+}
+
+func (c *hotCache) put(key string, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[key]; ok {
+		return
+	}
+	c.byKey[key] = c.lru.PushFront(&hotEntry{key: key, data: data})
+	c.size += int64(len(data))
+	for c.size > c.max {
+		c.removeElement(c.lru.Back())
+	}
+}
+
+func (c *hotCache) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byKey[key]; ok {
+		c.removeElement(e)
+	}
+}
+
+func (c *hotCache) removeElement(e *list.Element) {
+	he := c.lru.Remove(e).(*hotEntry)
+	delete(c.byKey, he.key)
+	c.size -= int64(len(he.data))
+}
+
+// HotCacheStats describes the cache of decompressed images.
+type HotCacheStats struct {
+	Hits, Misses   int64 // reads served from the cache, and reads that filled it
+	Bytes, Entries int64 // what it holds now
+	Capacity       int64 // Config.HotCacheBytes
+}
+
+// HotCacheStats returns the figures of the cache of decompressed images
+// (all zero when it is off).
+func (s *Service) HotCacheStats() HotCacheStats {
+	c := s.hot
+	if c == nil {
+		return HotCacheStats{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return HotCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: c.size, Entries: int64(len(c.byKey)), Capacity: c.max}
+}
+
+// Content returns the user's image with that id and its bytes as
+// uploaded, from the cache of hot images, filling it on a miss. It returns
+// nil bytes (and no error) for an image too large to be cached, or when
+// the cache is off: the caller then streams it with Open. A damaged blob
+// is an error, found before anything is served.
+func (s *Service) Content(ctx context.Context, u User, id string) (Image, []byte, error) {
+	img, err := s.Image(ctx, u, id)
+	if err != nil {
+		return Image{}, nil, err
+	}
+	c := s.hot
+	if c == nil || img.Size > c.maxItem {
+		return img, nil, nil
+	}
+	uh := userHashOf(u.Name)
+	if data, ok := c.get(uh + "/" + img.Blob); ok {
+		c.hits.Add(1)
+		return img, data, nil
+	}
+	img, rc, _, err := s.OpenStored(ctx, u, id) // again: it may have been replaced
+	if err != nil {
+		return Image{}, nil, err
+	}
+	defer rc.Close()
+	if img.Size > c.maxItem {
+		return img, nil, nil
+	}
+	data, err := gunzipAll(rc, img.Size)
+	if err != nil {
+		return Image{}, nil, fmt.Errorf("image %s: %w: %w", id, ErrDamaged, err)
+	}
+	c.misses.Add(1)
+	c.put(uh+"/"+img.Blob, data)
+	return img, data, nil
+}
+
+var gzipReaders sync.Pool // of *gzip.Reader
+
+// gunzipAll decompresses a whole gzip stream that must hold exactly size
+// bytes; reading it to its end checks its CRC and length.
+func gunzipAll(r io.Reader, size int64) ([]byte, error) {
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(r)
+	} else {
+		err = zr.Reset(r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer gzipReaders.Put(zr)
+	data := make([]byte, size)
+	if _, err := io.ReadFull(zr, data); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if n, err := zr.Read(one[:]); n != 0 || err != io.EOF {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("more than the %d bytes listed", size)
+		}
+		return nil, err
+	}
+	return data, nil
+}

@@ -1,0 +1,124 @@
+package domain_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/imagestore/imagestore/domain"
+	"github.com/imagestore/imagestore/storage"
+	"github.com/imagestore/imagestore/storage/memstore"
+)
+
+// TestHotCache: Content serves an image's bytes from memory after the
+// first read, follows replacements and deletions, keeps to its size, and
+// never serves a damaged blob.
+func TestHotCache(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	cfg := domain.DefaultConfig
+	cfg.HotCacheBytes = 8 << 10 // images of up to 1 KiB are cached
+	svc := newService(t, st, cfg)
+	u := newUser(t, svc, "hot")
+	a := uniquePNG(t, 1)
+	if len(a) > 1<<10 {
+		t.Fatalf("fixture of %d bytes is too large for the test", len(a))
+	}
+	img := upload(t, svc, u, "a.png", a)
+	for i := range 3 {
+		got, data, err := svc.Content(ctx, u, img.ID)
+		if err != nil || !bytes.Equal(data, a) || got.ID != img.ID {
+			t.Fatalf("read %d: %v, %d bytes", i, err, len(data))
+		}
+	}
+	if st := svc.HotCacheStats(); st.Hits != 2 || st.Misses != 1 || st.Entries != 1 || st.Bytes != int64(len(a)) {
+		t.Errorf("after three reads: %+v, want 2 hits, 1 miss, 1 entry of %d bytes", st, len(a))
+	}
+
+	b := uniquePNG(t, 2)
+	if _, err := svc.Replace(ctx, u, img.ID, "b.png", bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := svc.Content(ctx, u, img.ID); err != nil || !bytes.Equal(data, b) {
+		t.Fatalf("after a replacement: %v, the old bytes: %v", err, bytes.Equal(data, a))
+	}
+	if st := svc.HotCacheStats(); st.Entries != 1 {
+		t.Errorf("the replaced bytes are still cached: %+v", st)
+	}
+	if err := svc.Delete(ctx, u, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.Content(ctx, u, img.ID); !errors.Is(err, domain.ErrImageNotFound) {
+		t.Errorf("after deletion: %v, want ErrImageNotFound", err)
+	}
+	if st := svc.HotCacheStats(); st.Entries != 0 || st.Bytes != 0 {
+		t.Errorf("a deleted image is still cached: %+v", st)
+	}
+
+	// Many images: the cache keeps to its size.
+	for i := range 40 {
+		img := upload(t, svc, u, "m"+string(rune('a'+i%26))+string(rune('a'+i/26))+".png", uniquePNG(t, 100+i))
+		if _, data, err := svc.Content(ctx, u, img.ID); err != nil || data == nil {
+			t.Fatalf("image %d: %v, cached: %v", i, err, data != nil)
+		}
+	}
+	if st := svc.HotCacheStats(); st.Bytes > st.Capacity || st.Entries >= 40 {
+		t.Errorf("after 40 images: %+v, over its capacity", st)
+	}
+
+	// Too large to cache: no bytes, the caller streams it.
+	big := fixture(t, "png-rgb.png")
+	if len(big) <= 1<<10 {
+		t.Fatalf("fixture of %d bytes is too small for the test", len(big))
+	}
+	bimg := upload(t, svc, u, "big.png", big)
+	if _, data, err := svc.Content(ctx, u, bimg.ID); err != nil || data != nil {
+		t.Errorf("a large image: %v, %d bytes (want none)", err, len(data))
+	}
+
+	// A damaged blob: an error, nothing cached.
+	d := upload(t, svc, u, "d.png", uniquePNG(t, 999))
+	damage(t, ctx, st, d)
+	before := svc.HotCacheStats().Entries
+	if _, data, err := svc.Content(ctx, u, d.ID); !errors.Is(err, domain.ErrDamaged) || data != nil {
+		t.Errorf("damaged: %v, %d bytes; want ErrDamaged", err, len(data))
+	}
+	if after := svc.HotCacheStats().Entries; after != before {
+		t.Errorf("a damaged image was cached")
+	}
+
+	off := newService(t, memstore.New(), domain.DefaultConfig)
+	ou := newUser(t, off, "cold")
+	oimg := upload(t, off, ou, "a.png", a)
+	if _, data, err := off.Content(ctx, ou, oimg.ID); err != nil || data != nil {
+		t.Errorf("with the cache off: %v, %d bytes (want none)", err, len(data))
+	}
+}
+
+// damage flips a byte in the middle of the image's stored gzip stream.
+func damage(t *testing.T, ctx context.Context, st storage.Store, img domain.Image) {
+	t.Helper()
+	for key, err := range st.List(ctx, "blobs/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(key, "/"+img.Blob+".gz") {
+			continue
+		}
+		rc, _, err := st.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		b[len(b)-6] ^= 0xff // in the CRC
+		if _, err := st.Put(ctx, key, bytes.NewReader(b), storage.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no blob for %s", img.Blob)
+}
