@@ -67,10 +67,13 @@ func (s *Server) serveImageAs(w http.ResponseWriter, r *http.Request, u domain.U
 		}
 		h.Set("Content-Encoding", "gzip")
 		h.Set("Content-Length", strconv.FormatInt(storedSize, 10))
-		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusOK)
 			return
 		}
+		uncork := corked(ctx)
+		defer uncork()
+		w.WriteHeader(http.StatusOK)
 		if n, err := io.Copy(w, stored); err != nil || n != storedSize {
 			s.abortDownload(r, n, storedSize, err)
 		}

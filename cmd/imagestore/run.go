@@ -273,6 +273,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext:       httpapi.ConnContext,
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.data,
 		"max_upload", int64(cfg.maxUpload), "max_pixels", cfg.maxPixels, "gzip_level", cfg.gzipLevel)
