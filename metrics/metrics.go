@@ -13,6 +13,7 @@ import (
 	"iter"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,26 @@ type Metrics struct {
 	limited      *prometheus.CounterVec
 	authFailures prometheus.Counter
 	failedReads  prometheus.Counter
+
+	// The series of each label combination, looked up once: finding a
+	// child by label values hashes them on every call.
+	reqSeries   sync.Map // requestLabels -> *requestSeries
+	storeSeries sync.Map // [2]string{op, result} -> *storeSeries
+}
+
+type requestLabels struct {
+	route, method string
+	status        int
+}
+
+type requestSeries struct {
+	count, in, out prometheus.Counter
+	duration       prometheus.Observer
+}
+
+type storeSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // New returns metrics registered in a registry of their own, with the Go
@@ -127,10 +148,25 @@ func (m *Metrics) Request(route, method string, status int, in, out int64, d tim
 	default:
 		method = "OTHER" // a client's made-up methods must not grow the label set
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
-	m.bytesIn.WithLabelValues(route).Add(float64(in))
-	m.bytesOut.WithLabelValues(route).Add(float64(out))
+	key := requestLabels{route, method, status}
+	v, ok := m.reqSeries.Load(key)
+	if !ok {
+		v, _ = m.reqSeries.LoadOrStore(key, &requestSeries{
+			count:    m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(route, method),
+			in:       m.bytesIn.WithLabelValues(route),
+			out:      m.bytesOut.WithLabelValues(route),
+		})
+	}
+	rs := v.(*requestSeries)
+	rs.count.Inc()
+	rs.duration.Observe(d.Seconds())
+	if in > 0 {
+		rs.in.Add(float64(in))
+	}
+	if out > 0 {
+		rs.out.Add(float64(out))
+	}
 }
 
 // RateLimited counts a request refused by the named limit.
@@ -179,8 +215,17 @@ func (s *store) observe(op string, start time.Time, err error) {
 	default:
 		result = "error"
 	}
-	s.m.storeOps.WithLabelValues(op, result).Inc()
-	s.m.storeTime.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	key := [2]string{op, result}
+	v, ok := s.m.storeSeries.Load(key)
+	if !ok {
+		v, _ = s.m.storeSeries.LoadOrStore(key, &storeSeries{
+			count:    s.m.storeOps.WithLabelValues(op, result),
+			duration: s.m.storeTime.WithLabelValues(op),
+		})
+	}
+	ss := v.(*storeSeries)
+	ss.count.Inc()
+	ss.duration.Observe(time.Since(start).Seconds())
 }
 
 func (s *store) Get(ctx context.Context, key string) (io.ReadCloser, storage.Attrs, error) {
