@@ -1,10 +1,12 @@
 package domain
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/imagestore/imagestore/storage"
@@ -212,7 +214,7 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 		if etag == "" {
 			cond = storage.Cond{IfAbsent: true}
 		}
-		newTag, err := s.putJSONTag(ctx, indexKey(uh), ix, cond)
+		newTag, err := s.putIndex(ctx, uh, ix.Images, cond)
 		gen.Add(1)
 		if err == nil {
 			s.indexes.put(uh, cachedIndex{etag: newTag, ix: ix.frozen()})
@@ -230,4 +232,20 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 			return
 		}
 	}
+}
+
+var indexBuffers sync.Pool // of *[]byte
+
+// putIndex writes the user's index record.
+func (s *Service) putIndex(ctx context.Context, uh string, imgs []Image, cond storage.Cond) (etag string, err error) {
+	bp, _ := indexBuffers.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = appendIndexJSON((*bp)[:0], imgs)
+	attrs, err := s.store.Put(ctx, indexKey(uh), bytes.NewReader(*bp), cond)
+	if cap(*bp) <= 4<<20 { // a very large list's buffer is not kept
+		indexBuffers.Put(bp)
+	}
+	return attrs.ETag, storeErr(err)
 }

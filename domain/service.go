@@ -607,18 +607,12 @@ func (s *Service) getJSON(ctx context.Context, key string, v any) (etag string, 
 }
 
 func (s *Service) putJSON(ctx context.Context, key string, v any, cond storage.Cond) error {
-	_, err := s.putJSONTag(ctx, key, v, cond)
-	return err
-}
-
-// putJSONTag is putJSON, returning the new value's ETag.
-func (s *Service) putJSONTag(ctx context.Context, key string, v any, cond storage.Cond) (string, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return "", err
+		return err
 	}
-	attrs, err := s.store.Put(ctx, key, bytes.NewReader(b), cond)
-	return attrs.ETag, storeErr(err)
+	_, err = s.store.Put(ctx, key, bytes.NewReader(b), cond)
+	return storeErr(err)
 }
 
 // MaxPageSize bounds a page of ListPage.

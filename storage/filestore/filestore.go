@@ -61,7 +61,8 @@ type Store struct {
 	last    int64 // the last modification time given, in ns
 	step    int64 // the file system's timestamp granularity, in ns
 
-	fault func(step, key string) error // see Options.Fault
+	fault    func(step, key string) error // see Options.Fault
+	portable bool                         // see Options.Portable
 }
 
 // faultAt runs the fault hook, if any, for a step of a write.
@@ -89,6 +90,10 @@ type Options struct {
 	// "delete") and the key; an error it returns makes that step fail as
 	// a failing disk would. It exists for fault-injection tests.
 	Fault func(step, key string) error
+	// Portable makes new keys be written the way every system allows (a
+	// named temporary file, then a rename) even where the faster unnamed
+	// file of putNew is available: for tests of that way.
+	Portable bool
 }
 
 // OpenWith is Open with options.
@@ -113,7 +118,7 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 	if err := lock.Truncate(0); err == nil {
 		lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	s := &Store{dir: dir, root: filepath.Join(dir, objectsDir), lock: lock, seed: maphash.MakeSeed(), fault: opts.Fault}
+	s := &Store{dir: dir, root: filepath.Join(dir, objectsDir), lock: lock, seed: maphash.MakeSeed(), fault: opts.Fault, portable: opts.Portable}
 	if err := s.ensureDir(s.root); err != nil {
 		s.Close()
 		return nil, err
@@ -323,6 +328,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	dir := filepath.Dir(p)
 	if err := s.ensureDir(dir); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
+	}
+	if cond.IfAbsent && !s.portable {
+		if attrs, err, done := s.putNew(ctx, key, p, dir, r); done {
+			return attrs, err
+		}
 	}
 	tmp, err := s.writeTemp(ctx, key, dir, r)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -18,14 +19,18 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storage.Store {
-		s, err := filestore.Open(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	})
+	for _, portable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("portable=%v", portable), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) storage.Store {
+				s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Portable: portable})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				return s
+			})
+		})
+	}
 }
 
 func TestSecondOpenIsRefused(t *testing.T) {
@@ -147,10 +152,18 @@ func TestValuesArePlainFiles(t *testing.T) {
 // rename the old value stays; after it (the folder's sync) the new one is
 // whole; a failed removal keeps the value; never a temporary file left.
 func TestFaultAtEachStep(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("portable=%v", portable), func(t *testing.T) { testFaultAtEachStep(t, portable) })
+	}
+}
+
+// testFaultAtEachStep fails each step of a replacement, and of the
+// creation of a new key, in turn.
+func testFaultAtEachStep(t *testing.T, portable bool) {
 	ctx := context.Background()
 	for _, step := range []string{"create", "write", "sync", "rename", "syncdir", "delete"} {
 		var armed bool
-		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(st, key string) error {
+		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Portable: portable, Fault: func(st, key string) error {
 			if armed && st == step {
 				return errors.New("disk error")
 			}
@@ -188,6 +201,24 @@ func TestFaultAtEachStep(t *testing.T) {
 		}
 		if left, _ := s.Leftovers(); len(left) > 0 {
 			t.Errorf("%s: temporary files left: %v", step, left)
+		}
+
+		// A new key: absent after a fault before its commit, present
+		// (and reported as failed) after one past it.
+		if step != "delete" {
+			armed = true
+			_, err := s.Put(ctx, "new", strings.NewReader("fresh"), storage.Cond{IfAbsent: true})
+			armed = false
+			if err == nil {
+				t.Errorf("%s: the injected fault in a new key's write was not reported", step)
+			}
+			_, serr := s.Stat(ctx, "new")
+			if exists := serr == nil; exists != (step == "syncdir") {
+				t.Errorf("%s: new key exists = %v after the fault", step, exists)
+			}
+			if left, _ := s.Leftovers(); len(left) > 0 {
+				t.Errorf("%s: temporary files left after a new key's write: %v", step, left)
+			}
 		}
 		s.Close()
 	}
