@@ -71,15 +71,31 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 }
 
 // ReadFrom copies in pieces, each with a fresh deadline, each through the
-// connection's own ReadFrom (sendfile for a file).
+// connection's own ReadFrom (sendfile for a file). The connection sees
+// through one io.LimitedReader around a file, no more: a limited source
+// is copied as pieces of its own reader, its limit kept up to date.
 func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
 	const piece = 1 << 20
+	inner, lr := src, (*io.LimitedReader)(nil)
+	if l, ok := src.(*io.LimitedReader); ok {
+		inner, lr = l.R, l
+	}
 	var total int64
 	for {
+		n := int64(piece)
+		if lr != nil {
+			n = min(n, lr.N)
+		}
+		if n <= 0 {
+			return total, nil
+		}
 		w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
-		n, err := io.Copy(w.ResponseWriter, io.LimitReader(src, piece))
-		total += n
-		if err != nil || n < piece {
+		c, err := io.Copy(w.ResponseWriter, io.LimitReader(inner, n))
+		total += c
+		if lr != nil {
+			lr.N -= c
+		}
+		if err != nil || c < n {
 			return total, err
 		}
 	}
