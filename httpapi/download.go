@@ -46,7 +46,13 @@ func (s *Server) serveImageAs(w http.ResponseWriter, r *http.Request, u domain.U
 		if data != nil {
 			setImageHeaders(w.Header(), img, disposition, false)
 			tameRange(r, img.Size)
+			// The headers and the bytes leave together: corked until all
+			// of them are written, the last ones flushed from net/http's
+			// buffer first.
+			uncork := corked(ctx)
 			http.ServeContent(w, r, "", img.Updated, bytes.NewReader(data))
+			http.NewResponseController(w).Flush()
+			uncork()
 			return
 		}
 	}
