@@ -151,6 +151,7 @@ func (s *Server) handleListImages(w http.ResponseWriter, r *http.Request) {
 	}
 	// A JSON object whose keys keep upload order: {"name":"id",...}.
 	var buf bytes.Buffer
+	buf.Grow(len(imgs) * 32)
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	buf.WriteByte('{')
@@ -158,14 +159,29 @@ func (s *Server) handleListImages(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		enc.Encode(img.Name)
-		buf.Truncate(buf.Len() - 1) // Encode's newline
+		writeJSONString(&buf, enc, img.Name)
 		buf.WriteByte(':')
-		enc.Encode(img.ID)
-		buf.Truncate(buf.Len() - 1)
+		writeJSONString(&buf, enc, img.ID)
 	}
 	buf.WriteByte('}')
 	writeRawJSON(w, http.StatusOK, buf.Bytes())
+}
+
+// writeJSONString writes s as a JSON string, as enc would: directly when s
+// is printable ASCII with nothing to escape (every id, most names), which
+// makes a list of many images several times cheaper, and through enc
+// otherwise.
+func writeJSONString(buf *bytes.Buffer, enc *json.Encoder, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			enc.Encode(s)
+			buf.Truncate(buf.Len() - 1) // Encode's newline
+			return
+		}
+	}
+	buf.WriteByte('"')
+	buf.WriteString(s)
+	buf.WriteByte('"')
 }
 
 func (s *Server) handleDeleteImage(w http.ResponseWriter, r *http.Request) {
