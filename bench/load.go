@@ -47,6 +47,9 @@ type loadSpec struct {
 	sameAddress bool
 	// noProfile skips the CPU profile of -profile, for preparatory runs.
 	noProfile bool
+	// run is the run's number in a repeated comparison (1, 2, ...), for
+	// the profile's file name, or 0.
+	run int
 }
 
 // loadStats is what a run measured.

@@ -4,7 +4,9 @@
 //
 //   - downloads (wrk against the server's get-image route) beside nginx
 //     serving the same bytes as static files, with gzip_static for clients
-//     that accept gzip and gunzip for those that do not;
+//     that accept gzip and gunzip for those that do not; and, for clients
+//     that do not accept gzip, beside Go's own net/http.FileServer serving
+//     the same files, for what Go's standard HTTP server does here;
 //   - uploads and replacements (a built-in Go load generator) beside a bare
 //     loop that writes files as durably as the server promises to
 //     (temporary file, write, fsync, rename, fsync of the folder) in the
@@ -17,18 +19,37 @@
 // percentile latency, the errors (any unexpected status), and the
 // server's CPU use and peak resident memory from /proc. The load
 // generators run on the same machine as the server and compete with it
-// for the same cores; nginx is measured under the same handicap.
+// for the same cores; nginx and the Go file server are measured under the
+// same handicap.
+//
+// A shared machine's load changes from one minute to the next, enough to
+// halve a figure, so a workload with a reference measures the server and
+// its references alternately -repeat times (server, references, server,
+// references, ...; 3 by default), each run as long as the others. The
+// report gives the medians of each side's runs, their ratio (the server's
+// median requests per second over the reference's), and the spread: the
+// lowest and highest ratio of the pairs of runs made one after the other.
+// A wide spread means a noisy machine. Workloads without a reference run
+// once per concurrency.
 //
 // It builds cmd/imagestore, starts it on a free loopback port with a new
-// data folder in a temporary directory, starts nginx the same way, and
-// stops both at the end, on failure and on Ctrl-C. nginx and wrk must be
-// installed; scripts/bench.sh installs them with apt-get. Run it from the
-// repository:
+// data folder in a temporary directory, starts nginx the same way and the
+// Go file server (this program again, in a process of its own, run with a
+// hidden -serve-files flag), and stops them all at the end, on failure and
+// on Ctrl-C. nginx and wrk must be installed; scripts/bench.sh installs
+// them with apt-get. Run it from the repository:
 //
-//	go run ./bench                      # every workload, 5 s per run
-//	go run ./bench -quick               # 1 s per run and smaller data sets
-//	go run ./bench -only get-100k -conc 16,64
+//	go run ./bench                      # every workload: 3 s per run, 3 repeats
+//	go run ./bench -quick               # 1 s per run, 1 repeat, smaller data sets
+//	go run ./bench -only get-100k -conc 16,64 -repeat 5
 //	go run ./bench -profile /tmp/prof   # a CPU profile of each server run
+//
+// With the defaults (concurrency 1, 16 and 64) a full run took about 17
+// minutes on a busy 2-core machine: about 10 in the repeated comparisons
+// (each workload with references costs concurrencies × -repeat ×
+// (1 + references) × -duration; 198 runs of 3 s in all), most of the rest
+// uploading the 100,000 images of the start-up test. -quick took 2.5
+// minutes.
 //
 // Progress goes to standard error; the report, a Markdown table followed
 // by the project's targets, goes to standard output at the end.
@@ -53,6 +74,7 @@ import (
 // options are the command-line settings.
 type options struct {
 	duration      time.Duration
+	repeat        int
 	concs         []int
 	only          []string
 	quick         bool
@@ -79,15 +101,16 @@ func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures the imagestore server beside nginx and a bare durable-write loop.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures the imagestore server beside nginx, Go's http.FileServer and a bare durable-write loop.\n\n")
 		fs.PrintDefaults()
 	}
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "how long each timed run lasts")
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "how long each timed run lasts")
+	fs.IntVar(&o.repeat, "repeat", 3, "run a workload with a reference this many `times`, alternating the server's runs with the references', and report medians (-quick: 1)")
 	conc := fs.String("conc", "1,16,64", "comma-separated numbers of simultaneous clients")
 	only := fs.String("only", "", "run only the workloads whose name contains this `substring` (several: comma-separated)")
-	fs.BoolVar(&o.quick, "quick", false, "a smoke run: 1 s per run and smaller data sets")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run: 1 s per run, 1 repeat and smaller data sets")
 	serverFlags := fs.String("server-flags", "", "extra `flags` for the server, separated by spaces")
-	fs.StringVar(&o.profileDir, "profile", "", "save a CPU profile of the server during each of its runs into this `folder` (needs the server's --debug-addr)")
+	fs.StringVar(&o.profileDir, "profile", "", "save a CPU profile of the server during each of its runs into this `folder`, as WORKLOAD-cCONC[-runN].pprof (needs the server's --debug-addr)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write every result as JSON to this `file`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (data folders, configurations, logs)")
 	fs.IntVar(&o.startupImages, "startup-images", 100_000, "images in the data folder of the start-up test (-quick: 10000)")
@@ -106,6 +129,7 @@ func parseOptions(args []string) (options, error) {
 	if o.quick {
 		quick := map[string]func(){
 			"duration":       func() { o.duration = time.Second },
+			"repeat":         func() { o.repeat = 1 },
 			"startup-images": func() { o.startupImages = 10_000 },
 			"images":         func() { o.listImages = 2000 },
 			"delete-images":  func() { o.deleteImages = 200 },
@@ -135,13 +159,16 @@ func parseOptions(args []string) (options, error) {
 		return o, errors.New("-duration must be at least 1s (wrk counts whole seconds)")
 	case o.startupImages < 100:
 		return o, errors.New("-startup-images must be at least 100 (one per user)")
-	case o.listImages < 1 || o.deleteImages < 1 || o.bigRounds < 1:
-		return o, errors.New("-images, -delete-images and -big-rounds must be positive")
+	case o.listImages < 1 || o.deleteImages < 1 || o.bigRounds < 1 || o.repeat < 1:
+		return o, errors.New("-images, -delete-images, -big-rounds and -repeat must be positive")
 	}
 	return o, nil
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == serveFilesFlag {
+		os.Exit(serveFiles(os.Args[1:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal, a second one ends the process at once.
@@ -170,10 +197,10 @@ type bench struct {
 	fx     *fixtures
 	srv    *server
 	ng     *nginx
+	gofs   *fileServer
 	rep    report
-	refs   map[string]*result // reference runs done so far, by what they measured
-	seeded *imageSet          // the images of get-random and list, once uploaded
-	users  int                // users created, for unique names
+	seeded *imageSet // the images of get-random and list, once uploaded
+	users  int       // users created, for unique names
 	// startup holds the start-up figures, once measured.
 	startup *startupFigures
 }
@@ -188,7 +215,7 @@ type startupFigures struct {
 // workload is one named part of the benchmark.
 type workload struct {
 	name   string
-	tools  []string // programs it runs: wrk, nginx
+	tools  []string // programs it runs: wrk, nginx, fileserver (Go's http.FileServer)
 	server bool     // whether it uses the shared server
 	run    func(ctx context.Context) error
 }
@@ -198,7 +225,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{opts: opts, refs: map[string]*result{}}
+	b := &bench{opts: opts}
 
 	var selected []workload
 	for _, w := range b.workloads() {
@@ -273,7 +300,7 @@ func run(ctx context.Context, args []string) error {
 		defer b.srv.kill()
 		fmt.Fprintf(os.Stderr, "server pid %d at %s\n", b.srv.pid(), b.srv.base)
 	}
-	if needTool["nginx"] {
+	if needTool["nginx"] || needTool["fileserver"] {
 		randomSet := 0
 		for _, w := range selected {
 			if strings.HasPrefix(w.name, "get-random") {
@@ -285,11 +312,20 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if b.ng, err = startNginx(ctx, dir, webRoot); err != nil {
-			return err
+		if needTool["nginx"] {
+			if b.ng, err = startNginx(ctx, dir, webRoot); err != nil {
+				return err
+			}
+			defer b.ng.stop()
+			fmt.Fprintf(os.Stderr, "nginx pid %d at %s\n", b.ng.cmd.Process.Pid, b.ng.url("/"))
 		}
-		defer b.ng.stop()
-		fmt.Fprintf(os.Stderr, "nginx pid %d at %s\n", b.ng.cmd.Process.Pid, b.ng.url("/"))
+		if needTool["fileserver"] {
+			if b.gofs, err = startFileServer(ctx, filepath.Join(b.tmp, "fileserver"), webRoot, "/photo.jpg"); err != nil {
+				return err
+			}
+			defer b.gofs.stop()
+			fmt.Fprintf(os.Stderr, "go FileServer pid %d at %s\n", b.gofs.pid(), b.gofs.url("/"))
+		}
 	}
 
 	defer b.finish()
@@ -303,6 +339,11 @@ func run(ctx context.Context, args []string) error {
 		}
 		if b.srv != nil {
 			if err := b.srv.alive(); err != nil {
+				return fmt.Errorf("after %s: %w", w.name, err)
+			}
+		}
+		if b.gofs != nil {
+			if err := b.gofs.alive(); err != nil {
 				return fmt.Errorf("after %s: %w", w.name, err)
 			}
 		}
@@ -349,6 +390,7 @@ func environmentOf(ctx context.Context, o options) environment {
 		Wrk:         "not installed",
 		ServerFlags: o.serverFlags,
 		Duration:    o.duration.String(),
+		Repeat:      o.repeat,
 		Conc:        o.concs,
 		Quick:       o.quick,
 		Clients:     "one loopback address per client (127.0.0.2, 127.0.0.3, ...) for the Go load generator; 127.0.0.1 for wrk",
@@ -386,8 +428,15 @@ func (b *bench) add(r *result) {
 	b.rep.Results = append(b.rep.Results, r)
 	line := fmt.Sprintf("%-22s c=%-3d %-20s %9s req/s  p50 %9s  p99 %9s  errors %d  cpu %s  rss %s",
 		r.Workload, r.Conc, r.Target, fmtRPS(r.RPS), fmtDur(r.p50), fmtDur(r.p99), r.Errors, fmtCPU(r.CPUPercent), fmtBytes(r.PeakRSS))
+	if len(r.Repeats) > 1 {
+		line = fmt.Sprintf("%s  (median of %d)", line, len(r.Repeats))
+	}
 	for _, ref := range r.Refs {
-		line += fmt.Sprintf("  | %s %s (%s)", ref.Target, fmtRPS(ref.RPS), fmtRatio(r.ratio(ref)))
+		spread := ""
+		if lo, hi, ok := r.ratioRange(ref); ok {
+			spread = fmt.Sprintf(", pairs %.2f–%.2f", lo, hi)
+		}
+		line += fmt.Sprintf("  | %s %s (%s%s)", ref.Target, fmtRPS(ref.RPS), fmtRatio(r.ratio(ref)), spread)
 	}
 	fmt.Fprintln(os.Stderr, line)
 }

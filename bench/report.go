@@ -10,8 +10,11 @@ import (
 	"time"
 )
 
-// result is one measured run: the server, nginx or the durable-write loop
-// under one workload at one concurrency.
+// result is one measured run, or the median of repeated runs: the server,
+// nginx, Go's file server or the durable-write loop under one workload at
+// one concurrency. Repeated runs (see compare) keep each run's figures in
+// Repeats; RPS, the latencies, CPUPercent and MBps are then their medians,
+// PeakRSS their highest, and Requests, Errors and Seconds their sums.
 type result struct {
 	Workload  string  `json:"workload"`
 	Target    string  `json:"target"` // what was measured
@@ -29,16 +32,23 @@ type result struct {
 	CPUPercent float64    `json:"cpu_percent"`
 	PeakRSS    int64      `json:"peak_rss_bytes"`
 	MBps       float64    `json:"mb_per_second,omitempty"`
+	Repeats    []sample   `json:"repeats,omitempty"`
 	Refs       []*result  `json:"-"`
 	RefRatios  []refRatio `json:"references,omitempty"`
 
 	p50, p99 time.Duration
 }
 
+// refRatio compares a result with one of its references: Ratio is the
+// ratio of the median throughputs; PairRatios are the ratios of each pair
+// of runs made one after the other, RatioMin and RatioMax their range.
 type refRatio struct {
-	Target string  `json:"target"`
-	RPS    float64 `json:"requests_per_second"`
-	Ratio  float64 `json:"ratio"`
+	Target     string    `json:"target"`
+	RPS        float64   `json:"requests_per_second"`
+	Ratio      float64   `json:"ratio"`
+	PairRatios []float64 `json:"pair_ratios,omitempty"`
+	RatioMin   float64   `json:"ratio_min,omitempty"`
+	RatioMax   float64   `json:"ratio_max,omitempty"`
 }
 
 func (r *result) setLatency(p50, p99 time.Duration) {
@@ -88,6 +98,7 @@ type environment struct {
 	Wrk         string   `json:"wrk"`
 	ServerFlags []string `json:"server_flags"`
 	Duration    string   `json:"duration"`
+	Repeat      int      `json:"repeat"`
 	Conc        []int    `json:"concurrency"`
 	Quick       bool     `json:"quick"`
 	Clients     string   `json:"clients"`
@@ -125,24 +136,32 @@ func (rep *report) print(w io.Writer) {
 		quick = " (-quick)"
 	}
 	fmt.Fprintf(w, "- duration per run: %s; concurrency: %s%s\n", e.Duration, joinInts(e.Conc), quick)
+	if e.Repeat > 1 {
+		fmt.Fprintf(w, "- repeats: %d; a workload with a reference runs the server and its references alternately %d times (server, references, server, ...); "+
+			"req/s, p50, p99 and cpu%% are the medians of those runs, peak RSS the highest, errors the total; "+
+			"ratio is the server's median req/s over the reference's, spread the lowest and highest ratio of the %d pairs of runs\n",
+			e.Repeat, e.Repeat, e.Repeat)
+	} else {
+		fmt.Fprintf(w, "- repeats: 1 (each run once; no spread)\n")
+	}
 	fmt.Fprintf(w, "- client addresses: %s\n\n", e.Clients)
 
-	fmt.Fprintf(w, "| workload | conc | req/s | p50 | p99 | errors | server cpu%% | server peak RSS | reference | ref req/s | ratio |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
+	fmt.Fprintf(w, "| workload | conc | req/s | p50 | p99 | errors | server cpu%% | server peak RSS | reference | ref req/s | ratio | spread |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n")
 	for _, r := range rep.Results {
 		if r.Reference {
 			continue
 		}
-		ref, refRPS, ratio := "", "", ""
+		ref, refRPS, ratio, spread := "", "", "", ""
 		if len(r.Refs) > 0 {
-			ref, refRPS, ratio = r.Refs[0].Target, fmtRPS(r.Refs[0].RPS), fmtRatio(r.ratio(r.Refs[0]))
+			ref, refRPS, ratio, spread = r.Refs[0].Target, fmtRPS(r.Refs[0].RPS), fmtRatio(r.ratio(r.Refs[0])), fmtSpread(r, r.Refs[0])
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |\n",
 			r.Workload, r.Conc, fmtRPS(r.RPS), fmtDur(r.p50), fmtDur(r.p99), r.Errors,
-			fmtCPU(r.CPUPercent), fmtBytes(r.PeakRSS), ref, refRPS, ratio)
+			fmtCPU(r.CPUPercent), fmtBytes(r.PeakRSS), ref, refRPS, ratio, spread)
 		for _, extra := range r.Refs[min(1, len(r.Refs)):] {
-			fmt.Fprintf(w, "| %s | %d | | | | | | | %s | %s | %s |\n",
-				r.Workload, r.Conc, extra.Target, fmtRPS(extra.RPS), fmtRatio(r.ratio(extra)))
+			fmt.Fprintf(w, "| %s | %d | | | | | | | %s | %s | %s | %s |\n",
+				r.Workload, r.Conc, extra.Target, fmtRPS(extra.RPS), fmtRatio(r.ratio(extra)), fmtSpread(r, extra))
 		}
 	}
 
@@ -153,12 +172,12 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	if len(refs) > 0 {
-		fmt.Fprintf(w, "\nReference runs (cpu%% and RSS are nginx's master and workers summed, or the benchmark process for the write loop):\n\n")
-		fmt.Fprintf(w, "| reference | for | conc | req/s | p50 | p99 | errors | cpu%% | peak RSS |\n")
-		fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "\nReference runs (cpu%% and RSS are nginx's master and workers summed, the file server process for go FileServer, or the benchmark process for the write loop; req/s, p50, p99 and cpu%% are medians, req/s range the lowest and highest of the runs):\n\n")
+		fmt.Fprintf(w, "| reference | for | conc | req/s | req/s range | p50 | p99 | errors | cpu%% | peak RSS |\n")
+		fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range refs {
-			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %d | %s | %s |\n",
-				r.Target, r.Workload, r.Conc, fmtRPS(r.RPS), fmtDur(r.p50), fmtDur(r.p99), r.Errors,
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %d | %s | %s |\n",
+				r.Target, r.Workload, r.Conc, fmtRPS(r.RPS), fmtRPSRange(r), fmtDur(r.p50), fmtDur(r.p99), r.Errors,
 				fmtCPU(r.CPUPercent), fmtBytes(r.PeakRSS))
 		}
 	}
@@ -187,7 +206,11 @@ func (rep *report) writeJSON(path string) error {
 	for _, r := range rep.Results {
 		r.RefRatios = nil
 		for _, ref := range r.Refs {
-			r.RefRatios = append(r.RefRatios, refRatio{Target: ref.Target, RPS: ref.RPS, Ratio: finite(r.ratio(ref))})
+			rr := refRatio{Target: ref.Target, RPS: ref.RPS, Ratio: finite(r.ratio(ref)), PairRatios: r.pairRatios(ref)}
+			if lo, hi, ok := r.ratioRange(ref); ok {
+				rr.RatioMin, rr.RatioMax = lo, hi
+			}
+			r.RefRatios = append(r.RefRatios, rr)
 		}
 	}
 	b, err := json.MarshalIndent(rep, "", "  ")
@@ -212,6 +235,19 @@ func fmtRPS(v float64) string {
 		return fmt.Sprintf("%.1f", v)
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+// fmtRPSRange prints the lowest and highest req/s of a result's repeated
+// runs, or "-" for a single run.
+func fmtRPSRange(r *result) string {
+	if len(r.Repeats) < 2 {
+		return "-"
+	}
+	lo, hi := r.Repeats[0].RPS, r.Repeats[0].RPS
+	for _, s := range r.Repeats[1:] {
+		lo, hi = min(lo, s.RPS), max(hi, s.RPS)
+	}
+	return fmt.Sprintf("%s–%s", fmtRPS(lo), fmtRPS(hi))
 }
 
 func fmtRatio(v float64) string {
@@ -324,9 +360,14 @@ func (b *bench) targets() []target {
 				continue
 			}
 			ratio := r.ratio(ref)
+			measured := fmt.Sprintf("%s %s (%s vs %s req/s%s%s)", fmtRatio(ratio), g.ref, fmtRPS(r.RPS), fmtRPS(ref.RPS), pairsNote(r, ref), errNote(r.Errors+ref.Errors))
+			if fs := refOf(r, refFileServer); fs != nil {
+				// For information: what Go's own HTTP server does here.
+				measured += fmt.Sprintf(", %s Go's http.FileServer (%s req/s%s%s)", fmtRatio(r.ratio(fs)), fmtRPS(fs.RPS), pairsNote(r, fs), errNote(fs.Errors))
+			}
 			out = append(out, target{
 				Goal:     fmt.Sprintf("%s, %d clients: ≥ %.1fx %s", g.label, c, g.min, g.ref),
-				Measured: fmt.Sprintf("%s (%s vs %s req/s%s)", fmtRatio(ratio), fmtRPS(r.RPS), fmtRPS(ref.RPS), errNote(r.Errors+ref.Errors)),
+				Measured: measured,
 				Pass:     ratio >= g.min && r.Errors == 0 && ref.Errors == 0,
 			})
 		}
@@ -344,7 +385,7 @@ func (b *bench) targets() []target {
 			ratio := r.ratio(ref)
 			out = append(out, target{
 				Goal:     fmt.Sprintf("upload 100 KB, %d clients into one user: ≥ 0.5x the durable write loop, and 0 errors", c),
-				Measured: fmt.Sprintf("%s (%s vs %s writes/s), %d errors", fmtRatio(ratio), fmtRPS(r.RPS), fmtRPS(ref.RPS), r.Errors),
+				Measured: fmt.Sprintf("%s (%s vs %s writes/s%s), %d errors", fmtRatio(ratio), fmtRPS(r.RPS), fmtRPS(ref.RPS), pairsNote(r, ref), r.Errors),
 				Pass:     ratio >= 0.5 && r.Errors == 0,
 			})
 		}
@@ -386,6 +427,16 @@ func (b *bench) targets() []target {
 		})
 	}
 	return out
+}
+
+// pairsNote describes the spread of r's pair ratios to ref for the
+// targets, such as ", pairs 0.65–0.80x"; empty for a single pair.
+func pairsNote(r, ref *result) string {
+	lo, hi, ok := r.ratioRange(ref)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf(", %d pairs %.2f–%.2fx", len(r.Repeats), lo, hi)
 }
 
 func abs(n int) int {

@@ -18,12 +18,13 @@ import (
 // workloads lists every workload in the order they run.
 func (b *bench) workloads() []workload {
 	get := []string{"wrk", "nginx"}
+	plain := []string{"wrk", "nginx", "fileserver"}
 	return []workload{
 		{"get-100k-gzip", get, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-100k-gzip", "photo.jpg", true) }},
-		{"get-100k-plain", get, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-100k-plain", "photo.jpg", false) }},
+		{"get-100k-plain", plain, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-100k-plain", "photo.jpg", false) }},
 		{"get-1m-gzip", get, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-1m-gzip", "big.png", true) }},
-		{"get-1m-plain", get, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-1m-plain", "big.png", false) }},
-		{"get-random-10k-plain", get, true, func(ctx context.Context) error { return b.getRandom(ctx, "get-random-10k-plain", false) }},
+		{"get-1m-plain", plain, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-1m-plain", "big.png", false) }},
+		{"get-random-10k-plain", plain, true, func(ctx context.Context) error { return b.getRandom(ctx, "get-random-10k-plain", false) }},
 		{"get-random-10k-gzip", get, true, func(ctx context.Context) error { return b.getRandom(ctx, "get-random-10k-gzip", true) }},
 		{"upload-100k", nil, true, func(ctx context.Context) error { return b.uploads(ctx, "upload-100k", false) }},
 		{"upload-100k-users", nil, true, func(ctx context.Context) error { return b.uploads(ctx, "upload-100k-users", true) }},
@@ -42,6 +43,7 @@ const (
 	refGzipStatic = "nginx gzip_static"
 	refStatic     = "nginx static"
 	refGunzip     = "nginx gunzip"
+	refFileServer = "go FileServer"
 	refDurable    = "durable write loop"
 	serverTarget  = "imagestore"
 )
@@ -53,13 +55,18 @@ func (b *bench) newUser(ctx context.Context, prefix string) (string, error) {
 }
 
 // startProfile fetches a CPU profile of the server for the length of a
-// run, if -profile was given; the returned function waits for it.
-func (b *bench) startProfile(ctx context.Context, srv *server, workload string, conc int) func() {
+// run, if -profile was given; the returned function waits for it. run is
+// the run's number in a repeated comparison (1, 2, ...), or 0.
+func (b *bench) startProfile(ctx context.Context, srv *server, workload string, conc, run int) func() {
 	if b.opts.profileDir == "" || srv.debugBase == "" {
 		return func() {}
 	}
 	secs := max(1, int(b.opts.duration/time.Second))
-	path := filepath.Join(b.opts.profileDir, fmt.Sprintf("%s-c%d.pprof", workload, conc))
+	name := fmt.Sprintf("%s-c%d", workload, conc)
+	if run > 0 && b.opts.repeat > 1 {
+		name += fmt.Sprintf("-run%d", run)
+	}
+	path := filepath.Join(b.opts.profileDir, name+".pprof")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -100,7 +107,7 @@ func (b *bench) serverLoad(ctx context.Context, srv *server, workload string, sp
 	spec.sameAddress = b.opts.sameAddress
 	waitProfile := func() {}
 	if !spec.noProfile {
-		waitProfile = b.startProfile(ctx, srv, workload, spec.conc)
+		waitProfile = b.startProfile(ctx, srv, workload, spec.conc, spec.run)
 	}
 	u := measure([]int{srv.pid()}, true)
 	st, report, err := runLoad(ctx, spec)
@@ -117,9 +124,10 @@ func (b *bench) serverLoad(ctx context.Context, srv *server, workload string, sp
 	return r, st, report, nil
 }
 
-// serverWrk runs wrk against the shared server and measures it.
-func (b *bench) serverWrk(ctx context.Context, workload string, run wrkRun) (*result, error) {
-	waitProfile := b.startProfile(ctx, b.srv, workload, run.conc)
+// serverWrk runs wrk against the shared server and measures it; rep is
+// the run's index in a repeated comparison (0, 1, ...; see compare).
+func (b *bench) serverWrk(ctx context.Context, workload string, rep int, run wrkRun) (*result, error) {
+	waitProfile := b.startProfile(ctx, b.srv, workload, run.conc, rep+1)
 	u := measure([]int{b.srv.pid()}, true)
 	w, err := runWrk(ctx, run)
 	cpu, rss := u.stop()
@@ -135,39 +143,38 @@ func (b *bench) serverWrk(ctx context.Context, workload string, run wrkRun) (*re
 	return r, nil
 }
 
-// addRef records and prints a reference run.
-func (b *bench) addRef(key string, r *result) {
-	r.Reference = true
-	b.refs[key] = r
-	b.rep.Results = append(b.rep.Results, r)
-	fmt.Fprintf(os.Stderr, "%-22s c=%-3d %-20s %9s req/s  p50 %9s  p99 %9s  errors %d  cpu %s  rss %s\n",
-		r.Workload, r.Conc, r.Target, fmtRPS(r.RPS), fmtDur(r.p50), fmtDur(r.p99), r.Errors, fmtCPU(r.CPUPercent), fmtBytes(r.PeakRSS))
-}
-
-// nginxRef runs wrk against nginx, once per what and concurrency.
-func (b *bench) nginxRef(ctx context.Context, workload, target, what string, run wrkRun) (*result, error) {
-	key := fmt.Sprintf("%s %s c=%d", target, what, run.conc)
-	if r, ok := b.refs[key]; ok {
-		return r, nil
+// refWrk runs wrk against a reference, nginx or the Go file server, and
+// measures it.
+func (b *bench) refWrk(ctx context.Context, workload, target string, run wrkRun) (*result, error) {
+	var pids []int
+	if target == refFileServer {
+		pids = []int{b.gofs.pid()}
+	} else {
+		pids = b.ng.pids()
 	}
-	u := measure(b.ng.pids(), true)
+	u := measure(pids, true)
 	w, err := runWrk(ctx, run)
 	cpu, rss := u.stop()
 	if err != nil {
 		return nil, err
 	}
+	if target == refFileServer {
+		if err := b.gofs.alive(); err != nil {
+			return nil, err
+		}
+	}
 	r := fromWrk(workload, target, run.conc, run.duration, w)
 	r.CPUPercent, r.PeakRSS = cpu, rss
-	b.addRef(key, r)
 	return r, nil
 }
 
-// durableRef runs the durable-write loop, once per concurrency.
+// refWrkRun returns a measurement of a reference by wrk, for compare.
+func (b *bench) refWrkRun(workload, target string, run wrkRun) measurement {
+	return func(ctx context.Context, _ int) (*result, error) { return b.refWrk(ctx, workload, target, run) }
+}
+
+// durableRef runs the durable-write loop.
 func (b *bench) durableRef(ctx context.Context, workload string, conc int) (*result, error) {
-	key := fmt.Sprintf("%s c=%d", refDurable, conc)
-	if r, ok := b.refs[key]; ok {
-		return r, nil
-	}
 	u := measure([]int{os.Getpid()}, false)
 	st, err := durableLoop(ctx, filepath.Join(b.tmp, fmt.Sprintf("durable-c%d", conc)), conc, b.opts.duration, b.fx.photo)
 	cpu, _ := u.stop()
@@ -176,7 +183,6 @@ func (b *bench) durableRef(ctx context.Context, workload string, conc int) (*res
 	}
 	r := fromLoad(workload, refDurable, "loop", conc, st)
 	r.CPUPercent = cpu
-	b.addRef(key, r)
 	return r, nil
 }
 
@@ -225,10 +231,11 @@ func checkGet(ctx context.Context, url string, headers []string, want []byte) (g
 	return gzipped, nil
 }
 
-// checkGets checks the server's and nginx's answers before a GET workload
-// is measured, so that no figure comes from error pages. The server not
-// using gzip is worth a note; nginx not using it is a broken set-up.
-func (b *bench) checkGets(ctx context.Context, workload, serverURL string, nginxURLs map[string]string, headers []string, want []byte) error {
+// checkGets checks the server's and the references' answers before a GET
+// workload is measured, so that no figure comes from error pages. The
+// server not using gzip is worth a note; nginx not using it is a broken
+// set-up.
+func (b *bench) checkGets(ctx context.Context, workload, serverURL string, refURLs map[string]string, headers []string, want []byte) error {
 	gz, err := checkGet(ctx, serverURL, headers, want)
 	if err != nil {
 		return fmt.Errorf("the server's answer: %w", err)
@@ -237,10 +244,14 @@ func (b *bench) checkGets(ctx context.Context, workload, serverURL string, nginx
 	if accepts && !gz {
 		b.note("%s: the server answered a client that accepts gzip without gzip", workload)
 	}
-	for target, u := range nginxURLs {
+	for target, u := range refURLs {
 		gz, err := checkGet(ctx, u, headers, want)
 		if err != nil {
-			return fmt.Errorf("%s's answer (its log: %s): %w", target, b.ng.logs(), err)
+			logs := func() string { return b.ng.logs() }
+			if target == refFileServer {
+				logs = b.gofs.logs
+			}
+			return fmt.Errorf("%s's answer (its log: %s): %w", target, logs(), err)
 		}
 		if accepts && !gz && target == refGzipStatic {
 			return fmt.Errorf("%s answered %s without gzip", target, u)
@@ -250,7 +261,8 @@ func (b *bench) checkGets(ctx context.Context, workload, serverURL string, nginx
 }
 
 // getFixed measures GETs of one image, photo.jpg (100 KB) or big.png
-// (1 MB), with or without Accept-Encoding: gzip, beside nginx.
+// (1 MB), with or without Accept-Encoding: gzip, beside nginx and, without
+// gzip, beside Go's http.FileServer.
 func (b *bench) getFixed(ctx context.Context, workload, file string, gz bool) error {
 	data, ctype := b.fx.photo, "image/jpeg"
 	if file == "big.png" {
@@ -265,35 +277,36 @@ func (b *bench) getFixed(ctx context.Context, workload, file string, gz bool) er
 		return err
 	}
 	var headers []string
-	refs := []struct{ target, path string }{{refStatic, nginxPlainPrefix + file}}
+	type ref struct{ target, url string }
+	refs := []ref{{refStatic, b.ng.url(nginxPlainPrefix + file)}}
 	if gz {
 		headers = []string{"Accept-Encoding: gzip"}
-		refs = []struct{ target, path string }{{refGzipStatic, nginxGzipPrefix + file}}
-	} else if file == "photo.jpg" {
-		refs = append(refs, struct{ target, path string }{refGunzip, nginxGunzipPrefix + file})
+		refs = []ref{{refGzipStatic, b.ng.url(nginxGzipPrefix + file)}}
+	} else {
+		if file == "photo.jpg" {
+			refs = append(refs, ref{refGunzip, b.ng.url(nginxGunzipPrefix + file)})
+		}
+		refs = append(refs, ref{refFileServer, b.gofs.url("/" + file)})
 	}
 	serverURL := b.srv.seedURL("token/%s/get-image/%s/", token, id)
-	nginxURLs := map[string]string{}
-	for _, ref := range refs {
-		nginxURLs[ref.target] = b.ng.url(ref.path)
+	refURLs := map[string]string{}
+	for _, r := range refs {
+		refURLs[r.target] = r.url
 	}
-	if err := b.checkGets(ctx, workload, serverURL, nginxURLs, headers, data); err != nil {
+	if err := b.checkGets(ctx, workload, serverURL, refURLs, headers, data); err != nil {
 		return err
 	}
 	for _, c := range b.opts.concs {
-		r, err := b.serverWrk(ctx, workload, wrkRun{url: serverURL, headers: headers, conc: c, duration: b.opts.duration})
-		if err != nil {
+		server := func(ctx context.Context, rep int) (*result, error) {
+			return b.serverWrk(ctx, workload, rep, wrkRun{url: serverURL, headers: headers, conc: c, duration: b.opts.duration})
+		}
+		var ms []measurement
+		for _, r := range refs {
+			ms = append(ms, b.refWrkRun(workload, r.target, wrkRun{url: r.url, headers: headers, conc: c, duration: b.opts.duration}))
+		}
+		if err := b.compare(ctx, server, ms...); err != nil {
 			return err
 		}
-		for _, ref := range refs {
-			rr, err := b.nginxRef(ctx, workload, ref.target, ref.path+" "+strings.Join(headers, ","),
-				wrkRun{url: nginxURLs[ref.target], headers: headers, conc: c, duration: b.opts.duration})
-			if err != nil {
-				return err
-			}
-			r.Refs = append(r.Refs, rr)
-		}
-		b.add(r)
 	}
 	return nil
 }
@@ -398,7 +411,8 @@ func (b *bench) ensureSeeded(ctx context.Context) (*imageSet, error) {
 }
 
 // getRandom measures GETs spread at random over the seeded image set,
-// beside nginx serving the same images as files.
+// beside nginx serving the same images as files and, without gzip, beside
+// Go's http.FileServer serving them too.
 func (b *bench) getRandom(ctx context.Context, workload string, gz bool) error {
 	set, err := b.ensureSeeded(ctx)
 	if err != nil {
@@ -412,11 +426,17 @@ func (b *bench) getRandom(ctx context.Context, workload string, gz bool) error {
 	}
 	serverPaths := make([]string, len(set.ids))
 	nginxPaths := make([]string, len(set.ids))
+	filePaths := make([]string, len(set.ids))
 	for i, id := range set.ids {
 		serverPaths[i] = fmt.Sprintf("/imageapi/token/%s/get-image/%s/", set.token, id)
 		nginxPaths[i] = fmt.Sprintf("%s%d.png", nginxPrefix, i)
+		filePaths[i] = fmt.Sprintf("/r/%d.png", i)
 	}
-	if err := b.checkGets(ctx, workload, b.srv.base+serverPaths[0], map[string]string{target: b.ng.url(nginxPaths[0])}, headers, randomSetPNG(0)); err != nil {
+	refURLs := map[string]string{target: b.ng.url(nginxPaths[0])}
+	if !gz {
+		refURLs[refFileServer] = b.gofs.url(filePaths[0])
+	}
+	if err := b.checkGets(ctx, workload, b.srv.base+serverPaths[0], refURLs, headers, randomSetPNG(0)); err != nil {
 		return err
 	}
 	dir := filepath.Join(b.tmp, "wrk")
@@ -431,88 +451,94 @@ func (b *bench) getRandom(ctx context.Context, workload string, gz bool) error {
 	if err != nil {
 		return err
 	}
+	fileScript := ""
+	if !gz {
+		if fileScript, err = writeRandomScript(dir, workload+"-fileserver", filePaths, headers); err != nil {
+			return err
+		}
+	}
 	for _, c := range b.opts.concs {
-		r, err := b.serverWrk(ctx, workload, wrkRun{url: b.srv.base + "/", script: serverScript, conc: c, duration: b.opts.duration})
-		if err != nil {
+		server := func(ctx context.Context, rep int) (*result, error) {
+			return b.serverWrk(ctx, workload, rep, wrkRun{url: b.srv.base + "/", script: serverScript, conc: c, duration: b.opts.duration})
+		}
+		refs := []measurement{b.refWrkRun(workload, target, wrkRun{url: b.ng.url("/"), script: nginxScript, conc: c, duration: b.opts.duration})}
+		if fileScript != "" {
+			refs = append(refs, b.refWrkRun(workload, refFileServer, wrkRun{url: b.gofs.url("/"), script: fileScript, conc: c, duration: b.opts.duration}))
+		}
+		if err := b.compare(ctx, server, refs...); err != nil {
 			return err
 		}
-		rr, err := b.nginxRef(ctx, workload, target, fmt.Sprintf("random %d %v", len(nginxPaths), gz),
-			wrkRun{url: b.ng.url("/"), script: nginxScript, conc: c, duration: b.opts.duration})
-		if err != nil {
-			return err
-		}
-		r.Refs = []*result{rr}
-		b.add(r)
 	}
 	return nil
 }
 
+// durableRun returns a measurement of the durable loop, for compare.
+func (b *bench) durableRun(workload string, conc int) measurement {
+	return func(ctx context.Context, _ int) (*result, error) { return b.durableRef(ctx, workload, conc) }
+}
+
 // uploads measures uploads of the 100 KB JPEG with unique names, every
 // client into one user or each into its own, beside the durable loop.
+// Each run uploads into new users, so that every run starts alike.
 func (b *bench) uploads(ctx context.Context, workload string, userPerClient bool) error {
 	for _, c := range b.opts.concs {
 		users := 1
 		if userPerClient {
 			users = c
 		}
-		urls := make([]string, users)
-		for i := range urls {
-			token, err := b.newUser(ctx, "up")
-			if err != nil {
-				return err
+		server := func(ctx context.Context, rep int) (*result, error) {
+			urls := make([]string, users)
+			for i := range urls {
+				token, err := b.newUser(ctx, "up")
+				if err != nil {
+					return nil, err
+				}
+				urls[i] = b.srv.seedURL("token/%s/upload-image/", token)
 			}
-			urls[i] = b.srv.seedURL("token/%s/upload-image/", token)
+			spec := loadSpec{conc: c, duration: b.opts.duration, run: rep + 1, next: func(w, i int) (*call, bool) {
+				parts, ct := multipartBody(fmt.Sprintf("u-%d-%d.jpg", w, i), "image/jpeg", b.fx.photo)
+				return &call{method: http.MethodPost, url: urls[w%users], body: parts, want: http.StatusCreated,
+					header: http.Header{"Content-Type": {ct}}}, true
+			}}
+			r, _, _, err := b.serverLoad(ctx, b.srv, workload, spec)
+			return r, err
 		}
-		spec := loadSpec{conc: c, duration: b.opts.duration, next: func(w, i int) (*call, bool) {
-			parts, ct := multipartBody(fmt.Sprintf("u-%d-%d.jpg", w, i), "image/jpeg", b.fx.photo)
-			return &call{method: http.MethodPost, url: urls[w%users], body: parts, want: http.StatusCreated,
-				header: http.Header{"Content-Type": {ct}}}, true
-		}}
-		r, _, _, err := b.serverLoad(ctx, b.srv, workload, spec)
-		if err != nil {
+		if err := b.compare(ctx, server, b.durableRun(workload, c)); err != nil {
 			return err
 		}
-		ref, err := b.durableRef(ctx, workload, c)
-		if err != nil {
-			return err
-		}
-		r.Refs = []*result{ref}
-		b.add(r)
 	}
 	return nil
 }
 
 // patches measures replacements: each client replaces its own image again
-// and again with the 100 KB JPEG under a new name, all in one user.
+// and again with the 100 KB JPEG under a new name, all in one user (a new
+// one for each run), beside the durable loop.
 func (b *bench) patches(ctx context.Context) error {
 	for _, c := range b.opts.concs {
-		token, err := b.newUser(ctx, "patch")
-		if err != nil {
-			return err
-		}
-		urls := make([]string, c)
-		for w := range c {
-			id, err := b.srv.upload(ctx, token, fmt.Sprintf("pre-%d.jpg", w), "image/jpeg", b.fx.photo)
+		server := func(ctx context.Context, rep int) (*result, error) {
+			token, err := b.newUser(ctx, "patch")
 			if err != nil {
-				return err
+				return nil, err
 			}
-			urls[w] = b.srv.seedURL("token/%s/update-image/%s/", token, id)
+			urls := make([]string, c)
+			for w := range c {
+				id, err := b.srv.upload(ctx, token, fmt.Sprintf("pre-%d.jpg", w), "image/jpeg", b.fx.photo)
+				if err != nil {
+					return nil, err
+				}
+				urls[w] = b.srv.seedURL("token/%s/update-image/%s/", token, id)
+			}
+			spec := loadSpec{conc: c, duration: b.opts.duration, run: rep + 1, next: func(w, i int) (*call, bool) {
+				parts, ct := multipartBody(fmt.Sprintf("p-%d-%d.jpg", w, i), "image/jpeg", b.fx.photo)
+				return &call{method: http.MethodPatch, url: urls[w], body: parts, want: http.StatusOK,
+					header: http.Header{"Content-Type": {ct}}}, true
+			}}
+			r, _, _, err := b.serverLoad(ctx, b.srv, "patch-100k", spec)
+			return r, err
 		}
-		spec := loadSpec{conc: c, duration: b.opts.duration, next: func(w, i int) (*call, bool) {
-			parts, ct := multipartBody(fmt.Sprintf("p-%d-%d.jpg", w, i), "image/jpeg", b.fx.photo)
-			return &call{method: http.MethodPatch, url: urls[w], body: parts, want: http.StatusOK,
-				header: http.Header{"Content-Type": {ct}}}, true
-		}}
-		r, _, _, err := b.serverLoad(ctx, b.srv, "patch-100k", spec)
-		if err != nil {
+		if err := b.compare(ctx, server, b.durableRun("patch-100k", c)); err != nil {
 			return err
 		}
-		ref, err := b.durableRef(ctx, "patch-100k", c)
-		if err != nil {
-			return err
-		}
-		r.Refs = []*result{ref}
-		b.add(r)
 	}
 	return nil
 }
