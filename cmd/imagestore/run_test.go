@@ -53,6 +53,12 @@ func TestParseConfigDefaults(t *testing.T) {
 	if got, want := c.shutdownTimeout, 30*time.Second; got != want {
 		t.Errorf("shutdownTimeout: got %v, want %v", got, want)
 	}
+	if got, want := int64(c.cacheSize), int64(64<<20); got != want {
+		t.Errorf("cacheSize: got %d, want %d", got, want)
+	}
+	if c.debugAddr != "" {
+		t.Errorf("debugAddr: got %q, want none (off)", c.debugAddr)
+	}
 	if stderr.Len() != 0 {
 		t.Errorf("stderr: got %q, want nothing", stderr.String())
 	}
@@ -68,6 +74,8 @@ func TestParseConfigEnv(t *testing.T) {
 		"IMAGESTORE_LOG_FORMAT":       "json",
 		"IMAGESTORE_LOG_LEVEL":        "debug",
 		"IMAGESTORE_SHUTDOWN_TIMEOUT": "5s",
+		"IMAGESTORE_CACHE_SIZE":       "0",
+		"IMAGESTORE_DEBUG_ADDR":       "127.0.0.1:6060",
 	}
 	c, err := parseConfig(nil, envOf(env), io.Discard)
 	if err != nil {
@@ -96,6 +104,12 @@ func TestParseConfigEnv(t *testing.T) {
 	}
 	if got, want := c.shutdownTimeout, 5*time.Second; got != want {
 		t.Errorf("shutdownTimeout: got %v, want %v", got, want)
+	}
+	if c.cacheSize != 0 {
+		t.Errorf("cacheSize: got %d, want 0 (off)", c.cacheSize)
+	}
+	if got, want := c.debugAddr, "127.0.0.1:6060"; got != want {
+		t.Errorf("debugAddr: got %q, want %q", got, want)
 	}
 
 	c, err = parseConfig(nil, envOf(map[string]string{"IMAGESTORE_MAX_UPLOAD": "5000"}), io.Discard)
@@ -219,6 +233,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"env negative duration", nil, map[string]string{"IMAGESTORE_SHUTDOWN_TIMEOUT": "-1s"}, "shutdown timeout"},
 		{"env bad log format", nil, map[string]string{"IMAGESTORE_LOG_FORMAT": "xml"}, "log format"},
 		{"env bad log level", nil, map[string]string{"IMAGESTORE_LOG_LEVEL": "loud"}, "log level"},
+		{"env bad cache size", nil, map[string]string{"IMAGESTORE_CACHE_SIZE": "lots"}, "IMAGESTORE_CACHE_SIZE"},
+		{"flag bad cache size", []string{"--cache-size", "-1MiB"}, nil, ""},
 		{"flag size not a number", []string{"--max-upload", "ten"}, nil, ""},
 		{"flag size negative", []string{"--max-upload", "-5"}, nil, ""},
 		{"flag size zero", []string{"--max-upload", "0"}, nil, "upload limit"},
