@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -171,22 +173,36 @@ func (s *Service) updateIndex(ctx context.Context, uh string, change func(*index
 		s.queueMu.Unlock()
 	}
 	// The batch is written for the requests of all its changes: the one
-	// leading it giving up must not stop it.
-	s.commitIndex(context.WithoutCancel(ctx), uh, batch)
-	s.queueMu.Lock()
-	if len(q.pending) > 0 {
-		q.pending[0].done <- errLead
-	} else {
-		delete(s.queues, uh)
-	}
-	s.queueMu.Unlock()
+	// leading it giving up must not stop it. The turn passes on whatever
+	// happens, or the user's list would stay locked.
+	func() {
+		defer func() {
+			s.queueMu.Lock()
+			if len(q.pending) > 0 {
+				q.pending[0].done <- errLead
+			} else {
+				delete(s.queues, uh)
+			}
+			s.queueMu.Unlock()
+		}()
+		s.commitIndex(context.WithoutCancel(ctx), uh, batch)
+	}()
 	return <-op.done
 }
+
+// errNotWritten is the outcome of the changes of a batch that failed before
+// its write was tried (one of its changes panicked).
+var errNotWritten = errors.New("the list was not written")
 
 // commitIndex applies the batch's changes in order to the user's index,
 // writes it, and sends each change its outcome.
 func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) {
+	// Each change hears its outcome, even if one of them panics: until the
+	// batch's outcome is known, it is a failure.
 	results := make([]error, len(batch))
+	for i := range results {
+		results[i] = errNotWritten
+	}
 	defer func() {
 		for i, op := range batch {
 			op.done <- results[i]
@@ -203,11 +219,24 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 		}
 		ix := cur.working()
 		changed := false
+		outcomes := make([]error, len(batch))
 		for i, op := range batch {
-			results[i] = op.change(&ix)
-			changed = changed || results[i] == nil
+			var panicked any
+			outcomes[i], panicked = applyChange(op.change, &ix)
+			if panicked != nil {
+				// A bug: the list may be half changed, so nothing of the
+				// batch is written, and each of its requests fails.
+				s.log.Error("a change of an image list panicked; its batch was not written",
+					"panic", panicked, "stack", string(debug.Stack()))
+				for j := range results {
+					results[j] = fmt.Errorf("%w: a change panicked: %v", errNotWritten, panicked)
+				}
+				return
+			}
+			changed = changed || outcomes[i] == nil
 		}
 		if !changed {
+			copy(results, outcomes)
 			return
 		}
 		cond := storage.Cond{IfMatch: etag}
@@ -218,17 +247,19 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 		gen.Add(1)
 		if err == nil {
 			s.indexes.put(uh, cachedIndex{etag: newTag, ix: ix.frozen()})
+			copy(results, outcomes)
 			return
 		}
 		// The write's outcome may be unknown (a failed fsync after the
 		// rename): read the record again next time.
 		s.indexes.forget(uh)
 		if !errors.Is(err, storage.ErrPrecondition) {
-			for i := range results {
-				if results[i] == nil {
-					results[i] = err
+			for i := range outcomes {
+				if outcomes[i] == nil {
+					outcomes[i] = err
 				}
 			}
+			copy(results, outcomes)
 			return
 		}
 	}
@@ -248,4 +279,14 @@ func (s *Service) putIndex(ctx context.Context, uh string, imgs []Image, cond st
 		indexBuffers.Put(bp)
 	}
 	return attrs.ETag, storeErr(err)
+}
+
+// applyChange runs change, turning a panic into a value returned.
+func applyChange(change func(*index) error, ix *index) (err error, panicked any) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicked = v
+		}
+	}()
+	return change(ix), nil
 }
