@@ -14,22 +14,31 @@ import (
 // /proc/PID/stat. It is 100 on every Linux platform Go supports.
 const clockTicks = 100
 
-// cpuTicks returns the user plus system CPU time a process has used, in
-// clock ticks.
-func cpuTicks(pid int) (int64, error) {
+// statFields returns the fields of /proc/PID/stat from field 3 (the
+// state) on: the command name before them is in parentheses and may hold
+// spaces, so they start after the last ')'.
+func statFields(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	// The command name (field 2) is in parentheses and may hold spaces;
-	// the fields after the last ')' start with field 3, the state.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+		return nil, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	return f, nil
+}
+
+// cpuTicks returns the user plus system CPU time a process has used, in
+// clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
 	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
@@ -41,19 +50,11 @@ func cpuTicks(pid int) (int64, error) {
 
 // parentPID returns the parent of a process.
 func parentPID(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	return strconv.Atoi(f[1])
+	return strconv.Atoi(f[1]) // field 4
 }
 
 // children lists the direct children of a process.
