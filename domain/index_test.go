@@ -84,9 +84,13 @@ func TestIndexGroupCommit(t *testing.T) {
 }
 
 // TestIndexBatchOutlivesItsLeader: the request whose write carries other
-// requests' changes can go away without failing them.
+// requests' changes can go away without failing them. One upload holds
+// the list's turn (its write is slow); the next to queue leads the batch
+// after it, and is cancelled while it waits; the ones queued behind it,
+// in its batch, must still be written (the store refuses writes whose
+// context is done).
 func TestIndexBatchOutlivesItsLeader(t *testing.T) {
-	st := &slowIndexWrites{Store: memstore.New(), delay: 50 * time.Millisecond}
+	st := &slowIndexWrites{Store: memstore.New(), delay: 100 * time.Millisecond}
 	svc := newService(t, st, domain.DefaultConfig)
 	u := newUser(t, svc, "leader")
 	ctx, cancel := context.WithCancel(t.Context())
@@ -94,27 +98,34 @@ func TestIndexBatchOutlivesItsLeader(t *testing.T) {
 	errs := make([]error, 10)
 	for i := range errs {
 		c := t.Context()
-		if i == 0 {
-			c = ctx
+		if i == 1 {
+			c = ctx // the leader of the second batch
 		}
 		wg.Go(func() {
-			if i > 0 {
-				time.Sleep(10 * time.Millisecond) // the first one leads
-			}
+			// 0 takes the turn, 1 queues first, the rest behind it.
+			time.Sleep(time.Duration(min(i, 2)) * 20 * time.Millisecond)
 			_, errs[i] = svc.Upload(c, u, fmt.Sprintf("l%d.png", i), bytes.NewReader(uniquePNG(t, i)))
 		})
 	}
-	time.Sleep(25 * time.Millisecond)
+	time.Sleep(60 * time.Millisecond) // all queued; the first write goes on
 	cancel()
 	wg.Wait()
-	for i, err := range errs[1:] {
-		if err != nil {
-			t.Errorf("upload %d failed with its batch's leader gone: %v", i+1, err)
+	for i, err := range errs {
+		if i != 1 && err != nil {
+			t.Errorf("upload %d failed with its batch's leader gone: %v", i, err)
 		}
 	}
-	imgs := list(t, svc, u)
-	if len(imgs) < 9 {
-		t.Errorf("listed %d images, want at least 9", len(imgs))
+	want := 9
+	if errs[1] == nil {
+		want = 10 // the leader's own change went in its batch's write
+	}
+	if got := len(list(t, svc, u)); got != want {
+		t.Errorf("listed %d images, want %d", got, want)
+	}
+	// The first upload, then one batch of the rest (a third write only if
+	// a loaded machine let an upload arrive after that batch began).
+	if w := st.writes.Load(); w > 3 {
+		t.Errorf("%d index writes for 10 uploads queued behind one: they were not batched", w)
 	}
 }
 
