@@ -223,7 +223,7 @@ func (s *Service) deleteBlob(ctx context.Context, userHash, name string) {
 	if s.hot != nil {
 		s.hot.remove(userHash + "/" + name)
 	}
-	err := s.store.Delete(context.WithoutCancel(ctx), blobKey(userHash, name), storage.Cond{})
+	err := s.store.Delete(context.WithoutCancel(ctx), blobKey(userHash, name))
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		// An unreferenced blob wastes space but harms nothing.
 		s.log.Warn("could not remove an unreferenced blob", "blob", name, "err", err)

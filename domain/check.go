@@ -98,7 +98,7 @@ func (s *Service) Check(ctx context.Context, repair bool, progress func(done int
 		}
 		rep.Orphans = append(rep.Orphans, key)
 		if repair {
-			if err := s.store.Delete(ctx, key, storage.Cond{}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return rep, err
 			}
 			rep.Repaired++
@@ -113,7 +113,7 @@ func (s *Service) Check(ctx context.Context, repair bool, progress func(done int
 		}
 		rep.StaleTokens = append(rep.StaleTokens, key)
 		if repair {
-			if err := s.store.Delete(ctx, key, storage.Cond{}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return rep, err
 			}
 			rep.Repaired++

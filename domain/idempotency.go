@@ -94,7 +94,7 @@ func (s *Service) UploadOnce(ctx context.Context, u User, key, name string, r io
 	img, err = s.Upload(ctx, u, name, r)
 	if err != nil {
 		// Free the key: a retry may do better (another name, a whole file).
-		s.store.Delete(context.WithoutCancel(ctx), rkey, storage.Cond{})
+		s.store.Delete(context.WithoutCancel(ctx), rkey)
 		return Image{}, false, err
 	}
 	done := idempotencyRecord{Done: true, Started: s.now().UTC(), Image: img, Name: img.Name, SHA256: img.SHA256}
@@ -118,7 +118,7 @@ func (s *Service) SweepIdempotency(ctx context.Context) (int, error) {
 			continue
 		}
 		if s.now().Sub(rec.Started) > IdempotencyKeep {
-			if err := s.store.Delete(ctx, key, storage.Cond{}); err == nil {
+			if err := s.store.Delete(ctx, key); err == nil {
 				removed++
 			}
 		}

@@ -184,14 +184,14 @@ func (s *Service) CreateUser(ctx context.Context, username, password string) (Us
 	s.userWritten(uh)
 	if err != nil {
 		if errors.Is(err, storage.ErrPrecondition) {
-			s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
+			s.store.Delete(context.WithoutCancel(ctx), tokenKey(token))
 			return User{}, ErrUserExists // another request created the user first
 		}
 		// The write may have happened all the same (a timeout after the
 		// commit): keep the token record if the user record names it.
 		if cur, rerr := s.User(context.WithoutCancel(ctx), username); rerr != nil || cur.Token != token {
 			if rerr == nil || errors.Is(rerr, ErrUserNotFound) {
-				s.store.Delete(context.WithoutCancel(ctx), tokenKey(token), storage.Cond{})
+				s.store.Delete(context.WithoutCancel(ctx), tokenKey(token))
 			}
 		}
 		return User{}, err
@@ -564,7 +564,7 @@ func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, erro
 		if ix, _, err := s.loadIndex(ctx, uh); err != nil || slices.ContainsFunc(ix.Images, func(img Image) bool { return img.Blob == name }) {
 			continue
 		}
-		if err := s.store.Delete(ctx, key, storage.Cond{}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return removed, err
 		}
 		removed++
@@ -667,7 +667,7 @@ func (s *Service) CheckWritable(ctx context.Context) error {
 	if err := s.putJSON(ctx, key, map[string]string{"check": "writable"}, storage.Cond{IfAbsent: true}); err != nil {
 		return err
 	}
-	return s.store.Delete(context.WithoutCancel(ctx), key, storage.Cond{})
+	return s.store.Delete(context.WithoutCancel(ctx), key)
 }
 
 // checkRoom refuses a write when the store's free space is below the

@@ -130,12 +130,12 @@ func (s *Service) RotateToken(ctx context.Context, u User) (User, error) {
 			}
 		}
 		if err != nil {
-			s.store.Delete(context.WithoutCancel(ctx), tokenKey(newToken), storage.Cond{})
+			s.store.Delete(context.WithoutCancel(ctx), tokenKey(newToken))
 			return User{}, err
 		}
 		// Authenticate checks the user record, so the old token already
 		// fails; its record goes too.
-		s.store.Delete(context.WithoutCancel(ctx), tokenKey(u.Token), storage.Cond{})
+		s.store.Delete(context.WithoutCancel(ctx), tokenKey(u.Token))
 		return cur, nil
 	}
 }

@@ -249,9 +249,9 @@ func (s *store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	return a, err
 }
 
-func (s *store) Delete(ctx context.Context, key string, cond storage.Cond) error {
+func (s *store) Delete(ctx context.Context, key string) error {
 	start := time.Now()
-	err := s.Store.Delete(ctx, key, cond)
+	err := s.Store.Delete(ctx, key)
 	s.observe("delete", start, err)
 	return err
 }

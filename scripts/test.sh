@@ -5,8 +5,8 @@
 #
 #   IMAGESTORE_FUZZTIME   how long each fuzz target runs (default 10s; 0 skips)
 #
-# Under CI (CI=true) nothing may be skipped: a missing httpie or C compiler
-# (for the race detector) fails the run instead.
+# Under CI (CI=true) nothing may be skipped: a missing httpie, MinIO or C
+# compiler (for the race detector) fails the run instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,15 @@ if ! command -v http >/dev/null 2>&1; then
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq httpie) >/dev/null 2>&1 || true
 	fi
 	command -v http >/dev/null 2>&1 || missing "httpie is not installed and cannot be installed here; TestSeedHttpieCommands will skip"
+fi
+
+# MinIO, built once from the module proxy at a pinned version, is the real
+# S3-compatible server that the S3 store's tests and the tests of several
+# servers sharing a bucket start on loopback (and stop after).
+if minio=$(./scripts/minio.sh); then
+	export IMAGESTORE_MINIO=$minio
+else
+	missing "MinIO could not be built; the S3 tests will skip"
 fi
 
 echo "== gofmt"

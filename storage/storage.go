@@ -41,14 +41,17 @@ var (
 type Attrs struct {
 	// Size is the length of the value in bytes.
 	Size int64
-	// ETag identifies this version of the value: any successful Put of the
-	// key gives it a different ETag. It is opaque: compare it, never parse it.
+	// ETag identifies this version of the value: a successful Put of other
+	// bytes gives the key a different ETag. A Put of the very same bytes may
+	// keep it (S3's ETags are hashes of the content), so a compare-and-swap
+	// can only ever be fooled by a value identical to the one it expects,
+	// which loses nothing. It is opaque: compare it, never parse it.
 	ETag string
 	// ModTime is when this version was written, as far as the backend knows.
 	ModTime time.Time
 }
 
-// Cond makes a Put or a Delete conditional. The zero Cond is unconditional.
+// Cond makes a Put conditional. The zero Cond is unconditional.
 // At most one of its fields may be set.
 type Cond struct {
 	// IfAbsent makes a Put succeed only if the key does not exist
@@ -84,11 +87,11 @@ type Store interface {
 	// backend's error. Put never closes r.
 	Put(ctx context.Context, key string, r io.Reader, cond Cond) (Attrs, error)
 
-	// Delete removes key if cond holds (IfAbsent is not allowed). It returns
-	// ErrNotFound if the key does not exist and cond is unconditional, and
-	// ErrPrecondition if cond.IfMatch is set and the key is missing or has
-	// another ETag.
-	Delete(ctx context.Context, key string, cond Cond) error
+	// Delete removes key. It returns ErrNotFound if the key does not
+	// exist (two Deletes racing may both return nil). Deletes are not
+	// conditional: S3-compatible servers do not all honour If-Match on a
+	// DELETE (some ignore it and delete anyway), so nothing may rely on it.
+	Delete(ctx context.Context, key string) error
 
 	// List yields, in ascending byte order, every key that begins with
 	// prefix. A key written or deleted during the listing may or may not be
@@ -131,18 +134,15 @@ func ValidPrefix(prefix string) bool {
 	return ValidKey(strings.TrimSuffix(prefix, "/"))
 }
 
-// CheckCond returns an error if cond is malformed for the operation.
-func CheckCond(cond Cond, isDelete bool) error {
+// CheckCond returns an error if cond is malformed.
+func CheckCond(cond Cond) error {
 	if cond.IfAbsent && cond.IfMatch != "" {
 		return errors.New("storage: IfAbsent and IfMatch are exclusive")
-	}
-	if isDelete && cond.IfAbsent {
-		return errors.New("storage: IfAbsent is meaningless for Delete")
 	}
 	return nil
 }
 
-// Precondition decides a conditional operation for a store: given whether
+// Precondition decides a conditional Put for a store: given whether
 // the key exists and its current ETag, it returns nil if cond holds, and an
 // error wrapping ErrPrecondition if it does not.
 func Precondition(key string, cond Cond, exists bool, etag string) error {

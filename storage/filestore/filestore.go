@@ -339,7 +339,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if err != nil {
 		return storage.Attrs{}, err
 	}
-	if err := storage.CheckCond(cond, false); err != nil {
+	if err := storage.CheckCond(cond); err != nil {
 		return storage.Attrs{}, err
 	}
 	dir := filepath.Dir(p)
@@ -442,12 +442,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // Delete implements storage.Store.
-func (s *Store) Delete(ctx context.Context, key string, cond storage.Cond) error {
+func (s *Store) Delete(ctx context.Context, key string) error {
 	p, err := s.path(key)
 	if err != nil {
-		return err
-	}
-	if err := storage.CheckCond(cond, true); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -456,9 +453,6 @@ func (s *Store) Delete(ctx context.Context, key string, cond storage.Cond) error
 	mu := s.stripe(key)
 	mu.Lock()
 	defer mu.Unlock()
-	if err := s.check(key, p, cond); err != nil {
-		return err
-	}
 	if _, err := s.stat(key, p); err != nil {
 		return err
 	}

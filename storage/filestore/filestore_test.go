@@ -178,7 +178,7 @@ func testFaultAtEachStep(t *testing.T, portable bool) {
 		armed = true
 		var opErr error
 		if step == "delete" {
-			opErr = s.Delete(ctx, "k", storage.Cond{})
+			opErr = s.Delete(ctx, "k")
 		} else {
 			_, opErr = s.Put(ctx, "k", strings.NewReader("new value!"), storage.Cond{})
 		}

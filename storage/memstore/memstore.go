@@ -82,7 +82,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if !storage.ValidKey(key) {
 		return storage.Attrs{}, keyErr(key)
 	}
-	if err := storage.CheckCond(cond, false); err != nil {
+	if err := storage.CheckCond(cond); err != nil {
 		return storage.Attrs{}, err
 	}
 	data, err := io.ReadAll(r)
@@ -110,21 +110,15 @@ func (s *Store) check(key string, cond storage.Cond) error {
 }
 
 // Delete implements storage.Store.
-func (s *Store) Delete(ctx context.Context, key string, cond storage.Cond) error {
+func (s *Store) Delete(ctx context.Context, key string) error {
 	if !storage.ValidKey(key) {
 		return keyErr(key)
-	}
-	if err := storage.CheckCond(cond, true); err != nil {
-		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(key, cond); err != nil {
-		return err
-	}
 	if _, ok := s.objects[key]; !ok {
 		return fmt.Errorf("delete %s: %w", key, storage.ErrNotFound)
 	}
