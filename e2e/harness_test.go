@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imagestore/imagestore/storage/s3store/miniotest"
 )
 
 // binary is the server built once for the whole package.
@@ -37,6 +39,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	miniotest.StopShared()
 	// Every request sent through client was validated against the OpenAPI
 	// document (see openapi_test.go): a mismatch fails the run.
 	if !oaReport(os.Stdout) && code == 0 {
@@ -90,13 +93,19 @@ func start(t *testing.T, data string, args ...string) *server {
 
 func tryStart(t *testing.T, data string, args ...string) (*server, error) {
 	t.Helper()
+	return tryStartEnv(t, data, nil, args...)
+}
+
+// tryStartEnv is tryStart with more environment variables for the server.
+func tryStartEnv(t *testing.T, data string, env []string, args ...string) (*server, error) {
+	t.Helper()
 	s := &server{t: t, data: data, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	// Tests that are not about rate limits must not meet them: they send
 	// many requests, and bad tokens on purpose, from one address.
 	// Nor the free-space reserve: the machine's disk may be small.
 	defaults := []string{"--addr", "127.0.0.1:0", "--data", data, "--account-rate", "0", "--auth-failure-rate", "0", "--min-free", "0"}
 	s.cmd = exec.Command(binary, append(defaults, args...)...)
-	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no IMAGESTORE_* from outside
+	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...) // no IMAGESTORE_* from outside
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {
 		return nil, err

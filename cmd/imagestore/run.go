@@ -16,7 +16,6 @@ import (
 	"github.com/imagestore/imagestore/domain"
 	"github.com/imagestore/imagestore/httpapi"
 	"github.com/imagestore/imagestore/metrics"
-	"github.com/imagestore/imagestore/storage/filestore"
 )
 
 // errUsage is returned after the flag package printed what was wrong.
@@ -26,6 +25,7 @@ var errUsage = errors.New("usage")
 type config struct {
 	addr            string
 	data            string
+	store           string
 	maxUpload       byteSize
 	maxPixels       int64
 	gzipLevel       int
@@ -74,6 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	fs.StringVar(&c.addr, "addr", env("IMAGESTORE_ADDR", "127.0.0.1:8000"), "`address` to listen on (IMAGESTORE_ADDR)")
 	fs.StringVar(&c.data, "data", env("IMAGESTORE_DATA", "./data"), "`folder` holding the stored images (IMAGESTORE_DATA)")
+	fs.StringVar(&c.store, "store", env("IMAGESTORE_STORE", ""), "where images are kept, if not in --data: s3://bucket/prefix?endpoint=URL&region=R&path-style=true for an S3-compatible bucket several servers may share, credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (IMAGESTORE_STORE)")
 	if v := getenv("IMAGESTORE_MAX_UPLOAD"); v != "" {
 		if err := c.maxUpload.Set(v); err != nil {
 			envErrs["max-upload"] = fmt.Errorf("IMAGESTORE_MAX_UPLOAD: %v", err)
@@ -209,7 +210,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, stderr)
+	return serve(ctx, cfg, getenv, stderr)
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
@@ -220,19 +221,23 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, cfg config, stderr io.Writer) error {
+func serve(ctx context.Context, cfg config, getenv func(string) string, stderr io.Writer) error {
 	started := time.Now()
 	log := newLogger(cfg, stderr)
-	files, err := filestore.Open(cfg.data)
+	spec := cfg.store
+	if spec == "" {
+		spec = cfg.data
+	}
+	store, err := openStore(ctx, spec, getenv)
 	if err != nil {
 		return err
 	}
-	defer files.Close()
+	defer store.close()
 	m := metrics.New()
-	svc, err := domain.New(m.Store(files), domain.Config{
+	svc, err := domain.New(m.Store(store), domain.Config{
 		MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log, Retrieval: cfg.retrieval,
 		MinFreeBytes:  int64(cfg.minFree),
-		SoleWriter:    true, // the data folder is locked to this process
+		SoleWriter:    store.sole, // a data folder is locked to this process; a bucket may be shared
 		HotCacheBytes: int64(cfg.cacheSize),
 	})
 	if err != nil {
@@ -275,11 +280,16 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext:       httpapi.ConnContext,
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.data,
+	log.Info("listening", "addr", ln.Addr().String(), "store", store.desc,
 		"max_upload", int64(cfg.maxUpload), "max_pixels", cfg.maxPixels, "gzip_level", cfg.gzipLevel)
 
 	// Bytes that a crash left without an index entry: this process holds
-	// the folder, so every upload in progress began after started.
+	// a data folder, so every upload in progress began after started. In a
+	// shared bucket, another server's upload may have begun before.
+	sweepBefore := started
+	if !store.sole {
+		sweepBefore = started.Add(-orphanGrace)
+	}
 	go func() {
 		if err := svc.Recount(ctx, started); err != nil && ctx.Err() == nil {
 			log.Warn("counting users and images failed", "err", err)
@@ -298,7 +308,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 				}
 			}
 		}()
-		n, err := svc.SweepOrphans(ctx, started)
+		n, err := svc.SweepOrphans(ctx, sweepBefore)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("sweeping unreferenced blobs failed", "err", err)
