@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/imagestore/imagestore/domain"
-	"github.com/imagestore/imagestore/storage/filestore"
 )
 
 // errDamage makes the process exit non-zero after a check found problems.
@@ -21,10 +20,11 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 	fs := flag.NewFlagSet("imagestore check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: imagestore check [--data folder] [--repair]\n\n"+
+		fmt.Fprintf(stderr, "Usage: imagestore check [--data folder | --store s3://bucket/prefix] [--repair]\n\n"+
 			"Verifies every image against its recorded SHA-256, and finds images listed\n"+
 			"without bytes, bytes no image names, and stale token records. Exits 1 if\n"+
-			"problems remain. The server must not be running on the folder.\n\n")
+			"problems remain. No server may be running on the store: uploads in\n"+
+			"progress would show as bytes no image names.\n\n")
 		fs.PrintDefaults()
 	}
 	data := getenv("IMAGESTORE_DATA")
@@ -32,6 +32,7 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 		data = "./data"
 	}
 	fs.StringVar(&data, "data", data, "the data `folder` (IMAGESTORE_DATA)")
+	store := fs.String("store", getenv("IMAGESTORE_STORE"), "the store, if not --data: s3://bucket/prefix?endpoint=URL (IMAGESTORE_STORE)")
 	repair := fs.Bool("repair", false, "remove bytes no image names and stale token records, and unlist images whose bytes are gone")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -39,12 +40,16 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return errUsage
 	}
-	files, err := filestore.Open(data)
+	spec := *store
+	if spec == "" {
+		spec = data
+	}
+	st, err := openStore(ctx, spec, getenv)
 	if err != nil {
 		return err
 	}
-	defer files.Close()
-	svc, err := domain.New(files, domain.DefaultConfig)
+	defer st.close()
+	svc, err := domain.New(st, domain.DefaultConfig)
 	if err != nil {
 		return err
 	}
