@@ -69,6 +69,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/imagestore/imagestore/storage/s3store/miniotest"
 )
 
 // options are the command-line settings.
@@ -200,7 +202,9 @@ type bench struct {
 	gofs   *fileServer
 	rep    report
 	seeded *imageSet // the images of get-random and list, once uploaded
-	users  int       // users created, for unique names
+	minio  *miniotest.Server
+	s3srv  *server // a second server, on a bucket of minio
+	users  int     // users created, for unique names
 	// startup holds the start-up figures, once measured.
 	startup *startupFigures
 }
@@ -249,6 +253,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if needTool["nginx"] && nginxPath() == "" {
 		return errors.New("nginx is not installed (or not on PATH): scripts/bench.sh installs it with apt-get, or run apt-get install nginx")
+	}
+	if _, err := miniotest.Binary(); needTool["minio"] && err != nil {
+		return fmt.Errorf("the S3 workloads need MinIO: %w (scripts/bench.sh builds it)", err)
 	}
 	if _, err := exec.LookPath("wrk"); needTool["wrk"] && err != nil {
 		return errors.New("wrk is not installed (or not on PATH): scripts/bench.sh installs it with apt-get, or run apt-get install wrk")
@@ -329,6 +336,7 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	defer b.finish()
+	defer b.stopS3()
 	for _, w := range selected {
 		fmt.Fprintf(os.Stderr, "== %s\n", w.name)
 		if err := w.run(ctx); err != nil {
@@ -337,8 +345,11 @@ func run(ctx context.Context, args []string) error {
 			}
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
-		if b.srv != nil {
-			if err := b.srv.alive(); err != nil {
+		for _, srv := range []*server{b.srv, b.s3srv} {
+			if srv == nil {
+				continue
+			}
+			if err := srv.alive(); err != nil {
 				return fmt.Errorf("after %s: %w", w.name, err)
 			}
 		}

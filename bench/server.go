@@ -65,8 +65,8 @@ type server struct {
 
 // startServer starts bin on a free port with data as its data folder and
 // waits until /readyz answers 200.
-func startServer(ctx context.Context, bin, data, logPath string, flags []string, profile bool) (*server, error) {
-	s, err := launchServer(bin, data, logPath, flags, profile)
+func startServer(ctx context.Context, bin, data, logPath string, flags []string, profile bool, env ...string) (*server, error) {
+	s, err := launchServer(bin, data, logPath, flags, profile, env...)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func startServer(ctx context.Context, bin, data, logPath string, flags []string,
 }
 
 // launchServer starts the process without waiting for it to be ready.
-func launchServer(bin, data, logPath string, flags []string, profile bool) (*server, error) {
+func launchServer(bin, data, logPath string, flags []string, profile bool, env ...string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -107,6 +107,9 @@ func launchServer(bin, data, logPath string, flags []string, profile bool) (*ser
 	defer logFile.Close()
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if len(env) > 0 {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	// Its own process group, so a Ctrl-C reaches the benchmark only and
 	// the benchmark decides how the server stops; and killed if the
 	// benchmark dies without cleaning up.

@@ -19,7 +19,7 @@ import (
 func (b *bench) workloads() []workload {
 	get := []string{"wrk", "nginx"}
 	plain := []string{"wrk", "nginx", "fileserver"}
-	return []workload{
+	return append([]workload{
 		{"get-100k-gzip", get, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-100k-gzip", "photo.jpg", true) }},
 		{"get-100k-plain", plain, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-100k-plain", "photo.jpg", false) }},
 		{"get-1m-gzip", get, true, func(ctx context.Context) error { return b.getFixed(ctx, "get-1m-gzip", "big.png", true) }},
@@ -35,7 +35,7 @@ func (b *bench) workloads() []workload {
 		{"generate-token", nil, true, b.generateTokens},
 		{"big-upload-20m", nil, false, b.bigUploads},
 		{"startup-100k", nil, false, b.startupRun},
-	}
+	}, b.s3Workloads()...)
 }
 
 // Targets of the reference runs.

@@ -18,4 +18,13 @@ if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
 	fi
 fi
 
+# MinIO for the S3 workloads (s3-*), built once at a pinned version.
+if [ -z "${IMAGESTORE_MINIO:-}" ]; then
+	if minio=$(./scripts/minio.sh); then
+		export IMAGESTORE_MINIO=$minio
+	else
+		echo "note: MinIO could not be built; the S3 workloads cannot run" >&2
+	fi
+fi
+
 exec go run ./bench "$@"

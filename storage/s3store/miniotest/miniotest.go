@@ -142,6 +142,9 @@ func (s *Server) Env() []string {
 	}
 }
 
+// PID is the server's process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Log returns what the server printed.
 func (s *Server) Log() string { return s.log.String() }
 
