@@ -222,6 +222,7 @@ func (g *gunzipReadCloser) Close() error { return g.c.Close() }
 func (s *Service) deleteBlob(ctx context.Context, userHash, name string) {
 	if s.hot != nil {
 		s.hot.remove(userHash + "/" + name)
+		s.hot.remove(storedCacheKey(blobKey(userHash, name)))
 	}
 	err := s.store.Delete(context.WithoutCancel(ctx), blobKey(userHash, name))
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {

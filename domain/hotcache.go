@@ -117,7 +117,7 @@ func (s *Service) Content(ctx context.Context, u User, id string) (Image, []byte
 		c.hits.Add(1)
 		return img, data, nil
 	}
-	img, rc, _, err := s.OpenStored(ctx, u, id) // again: it may have been replaced
+	img, rc, _, err := s.openStored(ctx, u, id, false) // again: it may have been replaced
 	if err != nil {
 		return Image{}, nil, err
 	}
@@ -163,3 +163,8 @@ func gunzipAll(r io.Reader, size int64) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// storedCacheKey is the hot cache's key for a blob's stored (compressed)
+// bytes, kept for stores that are not the process's alone; decompressed
+// bytes are kept under userHash/blob.
+func storedCacheKey(blobKey string) string { return "stored/" + blobKey }

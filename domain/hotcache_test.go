@@ -6,7 +6,10 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/imagestore/imagestore/domain"
 	"github.com/imagestore/imagestore/storage"
@@ -121,4 +124,68 @@ func damage(t *testing.T, ctx context.Context, st storage.Store, img domain.Imag
 		return
 	}
 	t.Fatalf("no blob for %s", img.Blob)
+}
+
+// blobGets counts the reads of blobs from a store.
+type blobGets struct {
+	storage.Store
+	n atomic.Int64
+}
+
+func (s *blobGets) Get(ctx context.Context, key string) (io.ReadCloser, storage.Attrs, error) {
+	if strings.HasPrefix(key, "blobs/") {
+		s.n.Add(1)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestStoredBytesCachedOnSharedStore: on a store that other servers write
+// too, a server keeps recent blobs' stored bytes in memory (a blob is never
+// rewritten), and still follows what another server replaces or deletes.
+func TestStoredBytesCachedOnSharedStore(t *testing.T) {
+	ctx := t.Context()
+	st := &blobGets{Store: memstore.New()}
+	cfg := domain.DefaultConfig
+	cfg.HotCacheBytes = 1 << 20
+	a, b := newService(t, st, cfg), newService(t, st, cfg) // two servers
+	u := newUser(t, a, "shared")
+	first := uniquePNG(t, 1)
+	img := upload(t, a, u, "a.png", first)
+	read := func(svc *domain.Service) ([]byte, error) {
+		_, rc, size, err := svc.OpenStored(ctx, u, img.ID)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		gz, err := io.ReadAll(rc)
+		if err != nil || int64(len(gz)) != size {
+			t.Fatalf("read %d stored bytes of %d: %v", len(gz), size, err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return io.ReadAll(zr)
+	}
+	for i := range 3 {
+		if got, err := read(a); err != nil || !bytes.Equal(got, first) {
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	if n := st.n.Load(); n != 1 {
+		t.Errorf("three reads fetched the blob %d times, want once", n)
+	}
+	second := uniquePNG(t, 2)
+	if _, err := b.Replace(ctx, u, img.ID, "b.png", bytes.NewReader(second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := read(a); err != nil || !bytes.Equal(got, second) {
+		t.Fatalf("after another server replaced the image: %v, old bytes %v", err, bytes.Equal(got, first))
+	}
+	if err := b.Delete(ctx, u, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(a); !errors.Is(err, domain.ErrImageNotFound) {
+		t.Fatalf("after another server deleted the image: %v, want ErrImageNotFound", err)
+	}
 }

@@ -45,7 +45,9 @@ type Config struct {
 	// false when several servers share the store.
 	SoleWriter bool
 	// HotCacheBytes is the size of the cache of decompressed images, for
-	// clients that do not take gzip; 0 turns it off.
+	// clients that do not take gzip, and, on a store that is not this
+	// process's alone (a bucket), of images' stored bytes too; 0 turns it
+	// off.
 	HotCacheBytes int64
 }
 
@@ -327,14 +329,32 @@ func (s *Service) Open(ctx context.Context, u User, id string) (Image, io.ReadCl
 // stored, a gzip stream of storedSize bytes, for clients that take gzip as
 // it is. The caller closes the reader.
 func (s *Service) OpenStored(ctx context.Context, u User, id string) (img Image, rc io.ReadCloser, storedSize int64, err error) {
+	// A store that is not this process's alone is remote (a bucket): its
+	// blobs are worth keeping in memory, and safe to keep, since a blob
+	// key is never written twice.
+	return s.openStored(ctx, u, id, !s.cfg.SoleWriter)
+}
+
+func (s *Service) openStored(ctx context.Context, u User, id string, cache bool) (img Image, rc io.ReadCloser, storedSize int64, err error) {
 	uh := userHashOf(u.Name)
+	c := s.hot
+	if !cache {
+		c = nil
+	}
 	tried := ""
 	for attempt := 0; ; attempt++ {
 		img, err := s.Image(ctx, u, id)
 		if err != nil {
 			return Image{}, nil, 0, err
 		}
-		rc, attrs, err := s.store.Get(ctx, blobKey(uh, img.Blob))
+		key := blobKey(uh, img.Blob)
+		if c != nil {
+			if data, ok := c.get(storedCacheKey(key)); ok {
+				c.hits.Add(1)
+				return img, io.NopCloser(bytes.NewReader(data)), int64(len(data)), nil
+			}
+		}
+		rc, attrs, err := s.store.Get(ctx, key)
 		if errors.Is(err, storage.ErrNotFound) && img.Blob != tried && attempt < 100 {
 			// Replaced since the index was read, its old blob removed:
 			// look again, as long as the index names a new blob.
@@ -346,6 +366,17 @@ func (s *Service) OpenStored(ctx context.Context, u User, id string) (img Image,
 		}
 		if err != nil {
 			return Image{}, nil, 0, err
+		}
+		if c != nil && attrs.Size <= c.maxItem {
+			data := make([]byte, attrs.Size)
+			_, err := io.ReadFull(rc, data)
+			rc.Close()
+			if err != nil {
+				return Image{}, nil, 0, fmt.Errorf("image %s: reading its blob: %w", id, err)
+			}
+			c.misses.Add(1)
+			c.put(storedCacheKey(key), data)
+			return img, io.NopCloser(bytes.NewReader(data)), attrs.Size, nil
 		}
 		return img, rc, attrs.Size, nil
 	}
