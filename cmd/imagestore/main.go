@@ -1,11 +1,12 @@
 // Command imagestore is a self-hosted image storage server: a drop-in
 // replacement for the original image API, storing images gzip-compressed in
-// a data folder, with no database.
+// a data folder or an S3-compatible bucket, with no database.
 //
 // Run with no subcommand (or "serve"), it serves on 127.0.0.1:8000 from
 // ./data. "imagestore -h" lists the settings; each flag can also be set by
 // an IMAGESTORE_* environment variable. "imagestore check" verifies a
-// stopped server's data folder, and repairs it with --repair.
+// stopped server's store, and repairs it with --repair; "imagestore
+// migrate" copies everything from one store to another.
 package main
 
 import (

@@ -50,7 +50,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("imagestore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: imagestore [serve] [flags]\n\nServes the image API. Every flag can also be set by the environment variable shown.\n\n")
+		fmt.Fprintf(stderr, "Usage: imagestore [serve] [flags]\n       imagestore check [flags]    (verify a store: imagestore check -h)\n       imagestore migrate [flags]  (copy one store into another: imagestore migrate -h)\n\nServes the image API. Every flag can also be set by the environment variable shown.\n\n")
 		fs.PrintDefaults()
 	}
 	env := func(name, def string) string {
@@ -199,6 +199,9 @@ func (b *byteSize) Set(s string) error {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "migrate" {
+		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "serve" {
 		args = args[1:]

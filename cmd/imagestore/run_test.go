@@ -309,7 +309,7 @@ func TestByteSizeSet(t *testing.T) {
 }
 
 func TestRunUnknownSubcommand(t *testing.T) {
-	for _, args := range [][]string{{"frobnicate"}, {"serve", "serve"}, {"migrate", "--addr", "127.0.0.1:0"}} {
+	for _, args := range [][]string{{"frobnicate"}, {"serve", "serve"}, {"upgrade", "--addr", "127.0.0.1:0"}} {
 		var stderr bytes.Buffer
 		err := run(context.Background(), args, noEnv, io.Discard, &stderr)
 		if err == nil {
