@@ -49,7 +49,7 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer st.close()
-	svc, err := domain.New(st, domain.DefaultConfig)
+	svc, err := domain.New(st.Store, domain.DefaultConfig)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 
 	fmt.Fprintf(stderr, "migrating %s to %s\n", src.desc, dst.desc)
 	bar := newProgressBar(stderr)
-	rep, err := domain.Migrate(ctx, src, dst, domain.MigrateOptions{Workers: *workers, Progress: bar.update})
+	rep, err := domain.Migrate(ctx, src.Store, dst.Store, domain.MigrateOptions{Workers: *workers, Progress: bar.update})
 	bar.finish()
 	printMigrateReport(stdout, rep)
 	switch {

@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	}
 	defer store.close()
 	m := metrics.New()
-	svc, err := domain.New(m.Store(store), domain.Config{
+	svc, err := domain.New(m.Store(store.Store), domain.Config{
 		MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log, Retrieval: cfg.retrieval,
 		MinFreeBytes:  int64(cfg.minFree),
 		SoleWriter:    store.sole, // a data folder is locked to this process; a bucket may be shared

@@ -13,7 +13,9 @@ import (
 // openedStore is a store the program opened, with what the program must
 // know about it.
 type openedStore struct {
-	storage.Store
+	// Store is the store itself, not embedded: what the program passes on
+	// must be the store, with the optional methods it may have (FreeBytes).
+	Store storage.Store
 	// sole is true for a data folder, which this process holds locked:
 	// nobody else writes it. A bucket may be shared by several servers.
 	sole bool
