@@ -164,6 +164,11 @@ func gunzipAll(r io.Reader, size int64) ([]byte, error) {
 	return data, nil
 }
 
+// maxStoredCacheItem is the largest blob whose stored bytes are cached: a
+// miss reads the blob whole into memory before serving it, which only a
+// small one may cost; a large one's transfer outweighs asking the bucket.
+const maxStoredCacheItem = 1 << 20
+
 // storedCacheKey is the hot cache's key for a blob's stored (compressed)
 // bytes, kept for stores that are not the process's alone; decompressed
 // bytes are kept under userHash/blob.

@@ -367,7 +367,7 @@ func (s *Service) openStored(ctx context.Context, u User, id string, cache bool)
 		if err != nil {
 			return Image{}, nil, 0, err
 		}
-		if c != nil && attrs.Size <= c.maxItem {
+		if c != nil && attrs.Size <= min(c.maxItem, maxStoredCacheItem) {
 			data := make([]byte, attrs.Size)
 			_, err := io.ReadFull(rc, data)
 			rc.Close()

@@ -36,6 +36,9 @@ import (
 // the last).
 const MinPartSize = 5 << 20
 
+// smallBuffers hold the start of each value written: all of a small one.
+var smallBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 // Store is a storage.Store in one bucket of an S3-compatible server.
 type Store struct {
 	core     minio.Core
@@ -169,14 +172,27 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if err := storage.CheckCond(cond); err != nil {
 		return storage.Attrs{}, err
 	}
+	// Most images are far smaller than a part: read into a small buffer
+	// first, and take a whole part's buffer only for a value that fills it.
+	sp := smallBuffers.Get().(*[]byte)
+	defer smallBuffers.Put(sp)
+	n, rerr := io.ReadFull(r, *sp)
+	switch rerr {
+	case nil: // more to come
+	case io.EOF, io.ErrUnexpectedEOF:
+		return s.putSingle(ctx, key, (*sp)[:n], cond)
+	default:
+		return storage.Attrs{}, rerr
+	}
 	bp := s.parts.Get().(*[]byte)
 	defer s.parts.Put(bp)
 	buf := *bp
-	n, rerr := io.ReadFull(r, buf)
+	copy(buf, *sp)
+	m, rerr := io.ReadFull(r, buf[n:])
 	switch rerr {
 	case nil: // a whole part, and maybe more
 	case io.EOF, io.ErrUnexpectedEOF:
-		return s.putSingle(ctx, key, buf[:n], cond)
+		return s.putSingle(ctx, key, buf[:n+m], cond)
 	default:
 		return storage.Attrs{}, rerr
 	}
