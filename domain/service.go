@@ -431,7 +431,17 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 		return nil
 	})
 	if err != nil {
-		s.discardBlob(ctx, uh, blob.name)
+		listed, ok := s.discardBlob(ctx, uh, blob.name)
+		if ok && errors.Is(err, ErrNameTaken) {
+			// The name is taken by this very image: a list write was
+			// answered with a failed condition after it had happened (an
+			// object store's client that sent it again after losing the
+			// answer). The store decided, so the write is durable. Other
+			// errors keep the uncertainty of a write whose durability is
+			// unknown (a failed fsync): the error stands, the bytes stay.
+			s.images.Add(1)
+			return listed, nil
+		}
 		return Image{}, err
 	}
 	s.images.Add(1)
@@ -490,6 +500,9 @@ func (s *Service) ReplaceIf(ctx context.Context, u User, id, name, ifSHA256 stri
 		if i < 0 {
 			return ErrImageNotFound
 		}
+		if ix.Images[i].Blob == blob.name {
+			return errAlreadyApplied // see Upload; handled below
+		}
 		if ifSHA256 != "" && ix.Images[i].SHA256 != ifSHA256 {
 			return ErrChanged
 		}
@@ -506,8 +519,12 @@ func (s *Service) ReplaceIf(ctx context.Context, u User, id, name, ifSHA256 stri
 		return nil
 	})
 	if err != nil {
-		if listed := s.discardBlob(ctx, uh, blob.name); listed {
+		listed, ok := s.discardBlob(ctx, uh, blob.name)
+		if ok {
 			s.deleteBlob(ctx, uh, oldBlob) // committed after all: the old one is unreferenced
+		}
+		if ok && errors.Is(err, errAlreadyApplied) {
+			return listed, nil // see Upload
 		}
 		return Image{}, err
 	}
@@ -530,6 +547,13 @@ func (s *Service) DeleteIf(ctx context.Context, u User, id, ifSHA256 string) err
 	var blob string
 	err := s.updateIndex(ctx, uh, func(ix *index) error {
 		i := ix.byID(id)
+		if i < 0 && blob != "" {
+			// Applied again after a write reported as failed: the first
+			// one happened after all (an object store's client that sent
+			// it again was refused by it), or another request deleted the
+			// image meanwhile. Either way it is gone, as asked.
+			return errAlreadyApplied
+		}
 		if i < 0 {
 			return ErrImageNotFound
 		}
@@ -540,6 +564,10 @@ func (s *Service) DeleteIf(ctx context.Context, u User, id, ifSHA256 string) err
 		ix.Images = slices.Delete(ix.Images, i, i+1)
 		return nil
 	})
+	if errors.Is(err, errAlreadyApplied) {
+		s.deleteBlob(ctx, uh, blob)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -547,6 +575,11 @@ func (s *Service) DeleteIf(ctx context.Context, u User, id, ifSHA256 string) err
 	s.deleteBlob(ctx, uh, blob)
 	return nil
 }
+
+// errAlreadyApplied is what a change of an image list returns when it
+// finds its own effect there already: a write reported as failed had
+// happened (see Upload).
+var errAlreadyApplied = errors.New("the change is in the list already")
 
 // SweepOrphans removes the blobs that no index names and that were written
 // before the given time: the bytes of uploads that a crash interrupted
@@ -609,18 +642,18 @@ func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, erro
 // goes only if a fresh read of the index does not name it; if the index
 // cannot be read, it stays, for the orphan sweep to judge later. It reports
 // whether the index names the blob.
-func (s *Service) discardBlob(ctx context.Context, uh, blob string) (listed bool) {
+func (s *Service) discardBlob(ctx context.Context, uh, blob string) (listed Image, ok bool) {
 	ctx = context.WithoutCancel(ctx)
 	ix, _, err := s.loadIndex(ctx, uh)
 	if err != nil {
 		s.log.Warn("kept a blob whose index update failed: the index cannot be read", "blob", blob, "err", err)
-		return false
+		return Image{}, false
 	}
-	if slices.ContainsFunc(ix.Images, func(img Image) bool { return img.Blob == blob }) {
-		return true
+	if i := slices.IndexFunc(ix.Images, func(img Image) bool { return img.Blob == blob }); i >= 0 {
+		return ix.Images[i], true
 	}
 	s.deleteBlob(ctx, uh, blob)
-	return false
+	return Image{}, false
 }
 
 // ---- JSON records
