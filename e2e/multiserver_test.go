@@ -239,7 +239,7 @@ func TestSharedBucketKillOneServer(t *testing.T) {
 			violations = append(violations, "through the restarted server: "+v)
 		}
 	}
-	if acked < 50 {
+	if acked < 20 {
 		t.Errorf("only %d operations were acknowledged: the workload did not run", acked)
 	}
 	t.Logf("%d acknowledged operations over 3 servers, one killed; %d violations; seed %d", acked, len(violations), seed)
