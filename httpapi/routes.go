@@ -35,6 +35,9 @@ func (s *Server) routes() http.Handler {
 		http.MethodGet: s.handleV1Get, http.MethodPut: s.handleV1Replace, http.MethodDelete: s.handleV1Delete}))
 	rt.handle("/api/v1/images/{id}/meta", get(s.handleV1Meta))
 
+	// The web gallery.
+	s.webRoutes(rt)
+
 	// Operations.
 	rt.handle("/healthz", get(s.handleHealthz))
 	rt.handle("/readyz", get(s.handleReadyz))

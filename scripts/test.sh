@@ -5,8 +5,8 @@
 #
 #   IMAGESTORE_FUZZTIME   how long each fuzz target runs (default 10s; 0 skips)
 #
-# Under CI (CI=true) nothing may be skipped: a missing httpie, MinIO or C
-# compiler (for the race detector) fails the run instead.
+# Under CI (CI=true) nothing may be skipped: a missing httpie, MinIO,
+# Chromium or C compiler (for the race detector) fails the run instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +35,10 @@ if minio=$(./scripts/minio.sh); then
 else
 	missing "MinIO could not be built; the S3 tests will skip"
 fi
+
+# Debian's Chromium and the pinned playwright-core drive the web gallery's
+# browser tests (e2e/browser).
+./scripts/browser.sh || missing "Chromium or playwright-core cannot be installed here; the browser tests (e2e/browser) will skip"
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
