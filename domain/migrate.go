@@ -119,7 +119,8 @@ func (f MigrateFailure) String() string {
 // damaged or missing in the source is reported (see MigrateFailure.Source)
 // and not copied, but its user and list are: such an image is as broken in
 // dst as in src, and `imagestore check --repair` on dst unlists it.
-// Blobs that no list names are counted, not copied.
+// Blobs that no list names are counted, not copied, and neither are image
+// variants: they are a cache, made again on demand.
 //
 // Nothing may write to src or dst meanwhile: a server running on src could
 // change it under the copy. Migrate returns an error only for what stops the
@@ -145,6 +146,9 @@ func Migrate(ctx context.Context, src, dst storage.Store, opts MigrateOptions) (
 			return m.rep, fmt.Errorf("list the source: %w", err)
 		}
 		switch _, isIndex := indexUser(key); {
+		case strings.HasPrefix(key, "variants/") || strings.HasPrefix(key, "health/"):
+			// Caches (variants are made again on demand) and probes.
+			continue
 		case strings.HasPrefix(key, "blobs/"):
 			blobKeys = append(blobKeys, key)
 		case isIndex:

@@ -478,3 +478,23 @@ func TestMigrateCancelled(t *testing.T) {
 		checkSameService(t, src, dst, tokens, oldToken)
 	}
 }
+
+// TestMigrateSkipsCaches: image variants (a cache, made again on demand)
+// and health probes are not copied.
+func TestMigrateSkipsCaches(t *testing.T) {
+	src, dst := memstore.New(), memstore.New()
+	tokens, oldToken := populate(t, src)
+	folder := path.Base(path.Dir(keys(t, src, "blobs/")[0]))
+	skipped := []string{"variants/" + folder + "/0123456789abcdef0123456789abcdef.320x320-cover.jpeg", "health/0123.json"}
+	for _, k := range skipped {
+		if _, err := src.Put(t.Context(), k, strings.NewReader("cache"), storage.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := migrate(t, src, dst, domain.MigrateOptions{})
+	if len(rep.Failures) != 0 {
+		t.Errorf("report %+v: want no failure", rep)
+	}
+	checkSameKeys(t, src, dst, skipped...)
+	checkSameService(t, src, dst, tokens, oldToken)
+}
