@@ -34,6 +34,7 @@ var errAborted = errors.New("write aborted")
 // create-if-absent. If the check fails, the write is abandoned before
 // anything is made durable, and the check's error is returned.
 func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader) (storedBlob, error) {
+	r = s.uploadReader(r) // metadata stripped first: what is checked and stored is the result
 	pr, pw := io.Pipe()
 	type result struct {
 		info imagetype.Info
@@ -101,7 +102,7 @@ var errCheckedOK = errors.New("image checked")
 // original checked the image first, so r is still read through the image
 // check: a non-image gets its own error, not ErrNameTaken.
 func (s *Service) nameTaken(r io.Reader) error {
-	if _, err := imagetype.Check(r, s.cfg.MaxPixels); err != nil {
+	if _, err := imagetype.Check(s.uploadReader(r), s.cfg.MaxPixels); err != nil {
 		return err
 	}
 	return ErrNameTaken
@@ -229,6 +230,7 @@ func (s *Service) deleteBlob(ctx context.Context, userHash, name string) {
 		// An unreferenced blob wastes space but harms nothing.
 		s.log.Warn("could not remove an unreferenced blob", "blob", name, "err", err)
 	}
+	s.deleteVariants(ctx, userHash, name)
 }
 
 // storeErr translates the store's errors that mean something to callers.

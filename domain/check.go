@@ -23,7 +23,8 @@ type CheckReport struct {
 	Damaged []string
 	// Missing lists images listed without their bytes.
 	Missing []string
-	// Orphans lists stored blobs that no image names.
+	// Orphans lists stored blobs that no image names, and variants of
+	// blobs that no image names.
 	Orphans []string
 	// StaleTokens lists token records that no user holds any more.
 	StaleTokens []string
@@ -38,9 +39,10 @@ func (r CheckReport) Problems() int {
 
 // Check verifies the whole store: every image's bytes against its recorded
 // SHA-256 and length, images listed without bytes, blobs that no image names,
-// and token records no user holds. With repair it removes what can safely
-// go: orphan blobs and stale token records, and the list entries of images
-// whose bytes are gone (they cannot be served anyway). Damaged images are
+// variants of such blobs, and token records no user holds. With repair it
+// removes what can safely go: orphan blobs and variants, stale token
+// records, and the list entries of images whose bytes are gone (they
+// cannot be served anyway) with their variants. Damaged images are
 // only reported. It must run while no server uses the store (orphans would
 // include uploads in progress); the file store's lock ensures that.
 func (s *Service) Check(ctx context.Context, repair bool, progress func(done int)) (CheckReport, error) {
@@ -86,6 +88,11 @@ func (s *Service) Check(ctx context.Context, repair bool, progress func(done int
 			if err != nil {
 				return rep, err
 			}
+			for _, img := range ix.Images {
+				if slices.Contains(missing, img.ID) {
+					s.deleteVariants(ctx, uh, img.Blob)
+				}
+			}
 			rep.Repaired += len(missing)
 		}
 	}
@@ -103,6 +110,11 @@ func (s *Service) Check(ctx context.Context, repair bool, progress func(done int
 			}
 			rep.Repaired++
 		}
+	}
+	// Variants of blobs no image names (those of the orphans just removed
+	// among them).
+	if err := s.checkVariants(ctx, named, repair, &rep); err != nil {
+		return rep, err
 	}
 	for key, err := range s.store.List(ctx, "tokens/") {
 		if err != nil {

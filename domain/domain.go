@@ -13,6 +13,8 @@
 //	tokens/<H(token)>.json        which user a token belongs to
 //	index/<H(username)>.json      the user's images, in upload order
 //	blobs/<H(username)>/<rand>.gz an image's bytes, gzip-compressed
+//	variants/<H(username)>/<rand>.<w>x<h>-<fit>.<format>
+//	                              a resized copy of them (see variants.go)
 //
 // A user record is created with create-if-absent, so one username gets one
 // token; a token record likewise, so one token belongs to one user. The index

@@ -67,7 +67,7 @@ func (s *Service) UploadOnce(ctx context.Context, u User, key, name string, r io
 		case err == nil && rec.Done:
 			name, _ := CleanName(name)
 			h := sha256.New()
-			if _, err := io.Copy(h, r); err != nil {
+			if _, err := io.Copy(h, s.uploadReader(r)); err != nil { // hashed as it was stored
 				return Image{}, false, err
 			}
 			if name != rec.Name || hex.EncodeToString(h.Sum(nil)) != rec.SHA256 {

@@ -49,6 +49,13 @@ type Config struct {
 	// process's alone (a bucket), of images' stored bytes too; 0 turns it
 	// off.
 	HotCacheBytes int64
+	// MaxVariantSize is the largest width or height a variant may be
+	// asked for (see OpenVariant); 0 means DefaultMaxVariantSize.
+	MaxVariantSize int
+	// StripMetadata removes the metadata segments of JPEG uploads and
+	// replacements (Exif with its GPS position, XMP, IPTC, comments) as
+	// they stream in, without touching the pixels: see stripmeta.go.
+	StripMetadata bool
 }
 
 // DefaultConfig is the configuration used where none is given.
@@ -72,6 +79,7 @@ type Service struct {
 	tokens    *boundedMap[string, string] // username by token: see Authenticate
 	userCache *boundedMap[string, User]   // users by name, for a SoleWriter
 	hot       *hotCache                   // nil when off
+	variants  *variantState               // see variants.go
 }
 
 // Counts returns the numbers of users and images: those this process
@@ -123,6 +131,12 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 	if cfg.MaxPixels < 0 {
 		return nil, fmt.Errorf("pixel limit %d is negative", cfg.MaxPixels)
 	}
+	if cfg.MaxVariantSize < 0 {
+		return nil, fmt.Errorf("variant size limit %d is negative", cfg.MaxVariantSize)
+	}
+	if cfg.MaxVariantSize == 0 {
+		cfg.MaxVariantSize = DefaultMaxVariantSize
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -134,6 +148,7 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 		tokens:    newBoundedMap[string, string](maxCachedTokens),
 		userCache: newBoundedMap[string, User](maxCachedTokens),
 		hot:       newHotCache(cfg.HotCacheBytes),
+		variants:  newVariantState(),
 	}, nil
 }
 
@@ -631,7 +646,12 @@ func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, erro
 		if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return removed, err
 		}
+		s.deleteVariants(ctx, uh, name)
 		removed++
+	}
+	// Variants whose blob is gone (a crash between the two removals).
+	if err := s.sweepVariants(ctx, before); err != nil {
+		return removed, err
 	}
 	return removed, nil
 }

@@ -686,17 +686,33 @@ func oaReport(w io.Writer) bool {
 
 // ---------------------------------------------------------------- tests
 
-// oaRoutes reads httpapi/routes.go: each rt.handle pattern and the methods
+// oaRouteFiles are the files of httpapi that register API routes:
+// routes.go, and the features whose routes.go calls register their own.
+var oaRouteFiles = []string{"../httpapi/routes.go", "../httpapi/sharex.go"}
+
+// oaRoutes reads oaRouteFiles: each rt.handle pattern and the methods
 // its handler map names (GET for the get helper). The router adds HEAD to
 // GET routes (not to those of handleNoHead), and OPTIONS to every route.
 func oaRoutes(t *testing.T) map[string][]string {
 	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "../httpapi/routes.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	routes := map[string][]string{}
+	for _, file := range oaRouteFiles {
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oaRoutesOf(t, fset, f, routes)
+	}
+	if len(routes) < 18 {
+		t.Fatalf("found %d routes in routes.go: the parser missed some", len(routes))
+	}
+	return routes
+}
+
+// oaRoutesOf adds the routes one file registers.
+func oaRoutesOf(t *testing.T, fset *token.FileSet, f *ast.File, routes map[string][]string) {
+	t.Helper()
 	ast.Inspect(f, func(n ast.Node) bool {
 		call, ok := n.(*ast.CallExpr)
 		if !ok {
@@ -732,10 +748,6 @@ func oaRoutes(t *testing.T) map[string][]string {
 		routes[pattern] = slices.Sorted(maps.Keys(methods))
 		return true
 	})
-	if len(routes) < 18 {
-		t.Fatalf("found %d routes in routes.go: the parser missed some", len(routes))
-	}
-	return routes
 }
 
 // TestOpenAPIDocument: /openapi.yaml serves httpapi/openapi.yaml as it is;
@@ -956,6 +968,7 @@ func TestOpenAPITour(t *testing.T) {
 			oaStep{"upload raw, no type", "POST", "/api/v1/images?name=b.ppm", ppm, auth, 201},
 		)
 		id := oaJSONField(t, r[0], "id")
+		ppmID := oaJSONField(t, r[2], "id")
 		etag := r[0].header.Get("Etag")
 		if r[1].header.Get("Idempotent-Replayed") != "true" {
 			t.Errorf("replayed upload: no Idempotent-Replayed: true")
@@ -989,6 +1002,16 @@ func TestOpenAPITour(t *testing.T) {
 		oaRun(t, s,
 			oaStep{"list, next page", "GET", "/api/v1/images?limit=2&cursor=" + url.QueryEscape(page.NextCursor), nil, auth, 200},
 			oaStep{"get (gzip)", "GET", img, nil, auth, 200},
+			oaStep{"variant", "GET", img + "?w=8", nil, auth, 200},
+			oaStep{"HEAD variant", "HEAD", img + "?w=8&h=8&fit=cover&format=jpeg", nil, auth, 200},
+			oaStep{"variant If-None-Match", "GET", img + "?w=8", nil, with("If-None-Match", strings.TrimSuffix(etag, `"`)+`-8x0-contain.png"`), 304},
+			oaStep{"HEAD variant If-None-Match", "HEAD", img + "?w=8", nil, with("If-None-Match", strings.TrimSuffix(etag, `"`)+`-8x0-contain.png"`), 304},
+			oaStep{"variant If-Match", "GET", img + "?w=8", nil, with("If-Match", `"nope"`), 412},
+			oaStep{"variant, bad w", "GET", img + "?w=0", nil, auth, 400},
+			oaStep{"HEAD variant, bad h", "HEAD", img + "?h=x", nil, auth, 400},
+			oaStep{"variant, webp", "GET", img + "?w=8&format=webp", nil, auth, 422},
+			oaStep{"HEAD variant, webp", "HEAD", img + "?w=8&format=webp", nil, auth, 422},
+			oaStep{"variant of a PPM", "GET", "/api/v1/images/" + ppmID + "?w=8", nil, auth, 422},
 			oaStep{"get identity", "GET", img, nil, with("Accept-Encoding", "identity"), 200},
 			oaStep{"get, CORS", "GET", img, nil, with("Origin", "https://app.example"), 200},
 			oaStep{"HEAD get, CORS", "HEAD", img, nil, with("Origin", "https://app.example"), 200},
@@ -1017,6 +1040,11 @@ func TestOpenAPITour(t *testing.T) {
 			oaStep{"delete, stale If-Match", "DELETE", img, nil, with("If-Match", etag), 412},
 			oaStep{"delete", "DELETE", img, nil, auth, 204},
 			oaStep{"delete again", "DELETE", img, nil, auth, 404},
+			oaStep{"sharex", "GET", "/api/v1/sharex.sxcu", nil, auth, 200},
+			oaStep{"HEAD sharex", "HEAD", "/api/v1/sharex.sxcu", nil, auth, 200},
+			oaStep{"sharex, behind TLS", "GET", "/api/v1/sharex.sxcu", nil, with("X-Forwarded-Proto", "https"), 200},
+			oaStep{"sharex, no token", "GET", "/api/v1/sharex.sxcu", nil, nil, 401},
+			oaStep{"HEAD sharex, no token", "HEAD", "/api/v1/sharex.sxcu", nil, nil, 401},
 			oaStep{"rotate, no token", "POST", "/api/v1/users/me/token", nil, nil, 401},
 			oaStep{"rotate", "POST", "/api/v1/users/me/token", nil, auth, 200},
 			oaStep{"rotated token is dead", "GET", "/api/v1/users/me", nil, auth, 401},

@@ -36,6 +36,10 @@ func (e *uploadTooLargeError) Error() string {
 // errNeedToken: an /api/v1 request without a bearer token.
 var errNeedToken = errors.New("no bearer token")
 
+// errBadHost: a request whose Host header cannot be part of a URL (the
+// ShareX configuration is built from it).
+var errBadHost = errors.New("bad Host header")
+
 // problem is what an error means to a client: a status, and how each API
 // words it. It is decided once, in classify, for both APIs.
 type problem struct {
@@ -83,6 +87,13 @@ var errorTable = []struct {
 	{errRateLimited, problem{status: 429, slug: "rate-limited", title: "Too many requests", seed: "Too many requests", seedDetail: true}},
 	{errBusy, problem{status: 503, slug: "busy", title: "Too many uploads in progress", detail: "No turn for this upload came within 30 seconds; try again later.", extra: map[string]any{"limit": "max_uploads"}, seed: "Too many uploads in progress, try again later", seedDetail: true}},
 	{errNeedToken, problem{status: 401, slug: "unauthorized", title: "Authorization: Bearer <token> required", seed: "Token not recognized"}},
+	{errBadHost, problem{status: 400, slug: "bad-host", title: "Bad Host header", detail: "The Host header must name this server: a host name or an IP address, and a port if any.", seed: "Bad Host header", seedDetail: true}},
+	// A variant in a format there is no encoder for is a request the
+	// server understands and cannot carry out: 422, not 400 (the parameter
+	// is well formed and names a real format) nor 406 (which answers the
+	// Accept header's negotiation, not a query parameter).
+	{domain.ErrVariantFormat, problem{status: 422, slug: "variant-format-unavailable", title: "No encoder for that format", detail: "No WebP encoder is available on this server: ask for format=jpeg or format=png.", extra: map[string]any{"limit": "format", "allowed": "jpeg, png", "actual": "webp"}, seed: "No WebP encoder is available", seedDetail: true}},
+	{domain.ErrVariantUnavailable, problem{status: 422, slug: "variant-unavailable", title: "No variant can be made of this image", seed: "No variant can be made of this image", seedDetail: true}},
 }
 
 // classify decides what err means to a client.
@@ -92,7 +103,12 @@ func (s *Server) classify(err error) problem {
 	var badQuery *errBadQuery
 	var limited *rateLimitedError
 	var tooLong *uploadTooLargeError
+	var noVariant *domain.VariantUnavailableError
 	switch {
+	case errors.As(err, &noVariant):
+		p := s.classify(domain.ErrVariantUnavailable)
+		p.detail = "No variant can be made of this image: " + noVariant.Reason + "."
+		return p
 	case errors.As(err, &limited):
 		return problem{status: 429, slug: "rate-limited", title: "Too many requests",
 			detail: "Over the " + limited.limit + " of " + limited.allowed + " per client; try again after Retry-After.",

@@ -34,6 +34,7 @@ func (s *Server) routes() http.Handler {
 	rt.handle("/api/v1/images/{id}", methods(map[string]http.HandlerFunc{
 		http.MethodGet: s.handleV1Get, http.MethodPut: s.handleV1Replace, http.MethodDelete: s.handleV1Delete}))
 	rt.handle("/api/v1/images/{id}/meta", get(s.handleV1Meta))
+	s.shareXRoutes(rt)
 
 	// The web gallery.
 	s.webRoutes(rt)

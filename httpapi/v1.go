@@ -141,6 +141,7 @@ func (s *Server) handleLimits(w http.ResponseWriter, r *http.Request) {
 		"max_pixels":       s.svc.Config().MaxPixels,
 		"accepted_types":   types,
 		"max_page_size":    domain.MaxPageSize,
+		"max_variant_size": s.svc.Config().MaxVariantSize,
 	})
 }
 
@@ -292,6 +293,10 @@ func (s *Server) handleV1List(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleV1Get(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.bearer(w, r)
 	if !ok {
+		return
+	}
+	if wantsVariant(r) {
+		s.serveVariant(w, r, u) // see variants.go
 		return
 	}
 	s.serveImageAs(w, r, u, r.PathValue("id"), inlineDisposition, s.writeProblem)

@@ -138,6 +138,26 @@ func (m *Metrics) HotCache(f func() (hits, misses, bytes, entries, capacity int6
 	)
 }
 
+// Variants registers the figures of image variants (resized copies made on
+// demand and kept in the store), read from f at each scrape: variants
+// served from the store, variants made, requests for which none could be
+// made, and the time spent making them.
+func (m *Metrics) Variants(f func() (hits, misses, failures int64, seconds float64)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_variant_cache_hits_total", Help: "Image variants served from the store, made by an earlier request."},
+			func() float64 { h, _, _, _ := f(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_variant_cache_misses_total", Help: "Image variants made (decoded, resized, encoded) and kept in the store."},
+			func() float64 { _, mi, _, _ := f(); return float64(mi) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_variant_failures_total", Help: "Requests for a variant that could not be made (an image that cannot be decoded, damaged, or over the pixel limit)."},
+			func() float64 { _, _, fa, _ := f(); return float64(fa) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_variant_generation_seconds_total", Help: "Time spent making image variants (divide by the misses for the mean)."},
+			func() float64 { _, _, _, sec := f(); return sec }),
+	)
+}
+
 // Request records one served request.
 func (m *Metrics) Request(route, method string, status int, in, out int64, d time.Duration) {
 	if m == nil {

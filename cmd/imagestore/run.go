@@ -41,6 +41,8 @@ type config struct {
 	minFree         byteSize
 	debugAddr       string
 	cacheSize       byteSize
+	variantMaxSize  int
+	stripMetadata   bool
 }
 
 // parseConfig reads flags, falling back to IMAGESTORE_* environment
@@ -113,6 +115,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	}
 	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for decompressed images, served to clients that do not take gzip without decompressing them again; 0 turns it off (IMAGESTORE_CACHE_SIZE; default 64MiB)")
+	fs.IntVar(&c.variantMaxSize, "variant-max-size", int(envInt("variant-max-size", "IMAGESTORE_VARIANT_MAX_SIZE", domain.DefaultMaxVariantSize)), "largest width or height, in `pixels`, of an image variant (GET /api/v1/images/{id}?w=&h=) (IMAGESTORE_VARIANT_MAX_SIZE)")
+	if v := getenv("IMAGESTORE_STRIP_METADATA"); v != "" {
+		var err error
+		if c.stripMetadata, err = strconv.ParseBool(v); err != nil {
+			envErrs["strip-metadata"] = fmt.Errorf("IMAGESTORE_STRIP_METADATA: %q is neither true nor false", v)
+		}
+	}
+	fs.BoolVar(&c.stripMetadata, "strip-metadata", c.stripMetadata, "remove Exif (GPS position included), XMP, IPTC and comments from JPEG uploads and replacements, keeping the pixels and the colour profile (IMAGESTORE_STRIP_METADATA)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("IMAGESTORE_DEBUG_ADDR", ""), "`address` of a second listener serving Go's profiler (/debug/pprof/); off by default, keep it on loopback (IMAGESTORE_DEBUG_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -167,8 +177,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.maxPixels < 0 {
 		errs = append(errs, fmt.Errorf("pixel limit %d is negative (0 means no limit)", c.maxPixels))
 	}
+	if c.variantMaxSize < 1 || c.variantMaxSize > maxVariantMaxSize {
+		errs = append(errs, fmt.Errorf("variant max size %d is not between 1 and %d pixels", c.variantMaxSize, maxVariantMaxSize))
+	}
 	return c, errors.Join(errs...)
 }
+
+// maxVariantMaxSize bounds --variant-max-size: a variant of that many
+// pixels a side (256 MiB while it is made) is as large as makes sense.
+const maxVariantMaxSize = 1 << 13
 
 // byteSize is a flag value of bytes with an optional unit.
 type byteSize int64
@@ -239,9 +256,11 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	m := metrics.New()
 	svc, err := domain.New(m.Store(store.Store), domain.Config{
 		MaxPixels: cfg.maxPixels, GzipLevel: cfg.gzipLevel, Logger: log, Retrieval: cfg.retrieval,
-		MinFreeBytes:  int64(cfg.minFree),
-		SoleWriter:    store.sole, // a data folder is locked to this process; a bucket may be shared
-		HotCacheBytes: int64(cfg.cacheSize),
+		MinFreeBytes:   int64(cfg.minFree),
+		SoleWriter:     store.sole, // a data folder is locked to this process; a bucket may be shared
+		HotCacheBytes:  int64(cfg.cacheSize),
+		MaxVariantSize: cfg.variantMaxSize,
+		StripMetadata:  cfg.stripMetadata,
 	})
 	if err != nil {
 		return err
@@ -250,6 +269,10 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	m.HotCache(func() (hits, misses, bytes, entries, capacity int64) {
 		st := svc.HotCacheStats()
 		return st.Hits, st.Misses, st.Bytes, st.Entries, st.Capacity
+	})
+	m.Variants(func() (hits, misses, failures int64, seconds float64) {
+		st := svc.VariantStats()
+		return st.Hits, st.Misses, st.Failures, st.GenerationSeconds
 	})
 	api := httpapi.NewServer(svc, httpapi.Options{
 		MaxUploadBytes: int64(cfg.maxUpload),
