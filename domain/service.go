@@ -382,6 +382,13 @@ func (s *Service) openStored(ctx context.Context, u User, id string, cache bool)
 		if err != nil {
 			return Image{}, nil, 0, err
 		}
+		if img.StoredSize > 0 && attrs.Size != img.StoredSize {
+			// Cut short or grown: never sent as if it were whole (a
+			// client taking gzip as it is would not notice a shorter
+			// stream that is itself valid gzip).
+			rc.Close()
+			return Image{}, nil, 0, fmt.Errorf("image %s: %w: %d stored bytes, %d recorded", id, ErrDamaged, attrs.Size, img.StoredSize)
+		}
 		if c != nil && attrs.Size <= min(c.maxItem, maxStoredCacheItem) {
 			data := make([]byte, attrs.Size)
 			_, err := io.ReadFull(rc, data)

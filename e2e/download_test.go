@@ -241,3 +241,53 @@ func TestHotCacheServesAndCounts(t *testing.T) {
 		})
 	}
 }
+
+// TestShortBlobIsAServerError: an image whose stored bytes were cut short,
+// or replaced by a shorter stream that is itself valid gzip, is a 500 for
+// every kind of client (never a 400 blaming the client, never a 200), and
+// the failure is logged.
+func TestShortBlobIsAServerError(t *testing.T) {
+	for _, damage := range []string{"truncated", "shorter valid gzip"} {
+		t.Run(damage, func(t *testing.T) {
+			data := t.TempDir()
+			s := start(t, data)
+			tok := s.newUser("short")
+			img := fixture(t, "png-rgb.png")
+			id := s.uploadID(tok, "s.png", img)
+			blobs, _ := filepath.Glob(filepath.Join(data, "objects", "blobs", "*", "*.gz"))
+			if len(blobs) != 1 {
+				t.Fatalf("%d blobs, want 1", len(blobs))
+			}
+			b, _ := os.ReadFile(blobs[0])
+			if damage == "truncated" {
+				b = b[:len(b)/2]
+			} else {
+				var buf bytes.Buffer
+				zw := gzip.NewWriter(&buf)
+				zw.Write(img[:100])
+				zw.Close()
+				b = buf.Bytes()
+			}
+			if err := os.WriteFile(blobs[0], b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct{ path, enc string }{
+				{"/imageapi/token/" + tok + "/get-image/" + id + "/", "identity"},
+				{"/imageapi/token/" + tok + "/get-image/" + id + "/", "gzip"},
+				{"/api/v1/images/" + id, "identity"},
+				{"/api/v1/images/" + id + "?w=10", "identity"},
+			} {
+				resp, _, err := rawRequest(t, "GET", s.url+c.path, map[string]string{"Accept-Encoding": c.enc, "Authorization": "Bearer " + tok})
+				if err != nil {
+					t.Fatalf("%s (%s): %v", c.path, c.enc, err)
+				}
+				if resp.StatusCode != 500 {
+					t.Errorf("%s (%s): %d, want 500", c.path, c.enc, resp.StatusCode)
+				}
+			}
+			if strings.Contains(s.stderr.String(), "abandoned by the client") {
+				t.Errorf("the damage was logged as the client's doing:\n%s", s.stderr.String())
+			}
+		})
+	}
+}

@@ -149,9 +149,10 @@ func (s *Server) classify(err error) problem {
 			detail: "No data for " + s.opts.BodyTimeout.String() + ".",
 			extra:  map[string]any{"limit": "body_timeout_seconds", "allowed": s.opts.BodyTimeout.Seconds()},
 			seed:   "Request body too slow: no data for " + s.opts.BodyTimeout.String(), seedDetail: true}
-	case errors.Is(err, context.Canceled) || errors.Is(err, io.ErrUnexpectedEOF):
+	case (errors.Is(err, context.Canceled) || errors.Is(err, io.ErrUnexpectedEOF)) && !errors.Is(err, domain.ErrDamaged):
 		// The client went away, or its body ended early: no one may be
-		// listening, but answer in case someone is.
+		// listening, but answer in case someone is. (A stored image cut
+		// short is the server's fault: see the table.)
 		return problem{status: 400, slug: "body-ended-early", title: "Request body ended early", seed: "Request body ended early", seedDetail: true}
 	}
 	for _, e := range errorTable {
