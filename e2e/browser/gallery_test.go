@@ -12,15 +12,14 @@ import (
 	"image/color"
 	"image/png"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imagestore/imagestore/internal/servertest"
 )
 
 // chromium is Debian's Chromium; the tests never download a browser.
@@ -30,84 +29,18 @@ const chromium = "/usr/bin/chromium"
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "imagestore-browser-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "imagestore")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/imagestore")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the server:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	servertest.Main(m, map[string]*string{servertest.ServerPackage: &binary})
 }
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// listenRe finds the listening address in the server's log.
-var listenRe = regexp.MustCompile(`msg"?[=:]"?listening"?[ ,]"?addr"?[=:]"?([0-9.:]+)`)
 
 // start runs the server on a free loopback port with a temporary data
 // folder and waits until it answers /healthz; it is killed when the test
-// ends. args come after the defaults, and so override them.
+// ends. args come after servertest's defaults, and so override them: the
+// defaults set no limits that the test does not ask for, since it creates
+// users and sends requests from one address, and the machine's disk may be
+// small.
 func start(t *testing.T, args ...string) string {
 	t.Helper()
-	// No limits that the test does not ask for: it creates users and sends
-	// requests from one address, and the machine's disk may be small.
-	defaults := []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--account-rate", "0", "--auth-failure-rate", "0", "--min-free", "0"}
-	cmd := exec.Command(binary, append(defaults, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no IMAGESTORE_* from outside
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("server %v exited: %v\n%s", args, err, stderr.String())
-		default:
-		}
-		if m := listenRe.FindStringSubmatch(stderr.String()); m != nil {
-			url := "http://" + m[1]
-			if resp, err := http.Get(url + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return url
-				}
-			}
-		}
-	}
-	t.Fatalf("server %v did not start:\n%s", args, stderr.String())
-	return ""
+	return servertest.Start(t, binary, "", servertest.Options{Args: args}).URL
 }
 
 // missing returns why the browser tests cannot run here, or "".

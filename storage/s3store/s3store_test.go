@@ -111,21 +111,6 @@ func TestWrongCredentials(t *testing.T) {
 	}
 }
 
-type failAfter struct {
-	n   int
-	err error
-}
-
-func (f *failAfter) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, f.err
-	}
-	n := min(len(p), f.n)
-	clear(p[:n])
-	f.n -= n
-	return n, nil
-}
-
 // TestFailedMultipartLeavesNothing fails a Put after more than one part
 // has gone to the server: the key keeps its value and the upload is
 // aborted.
@@ -137,7 +122,7 @@ func TestFailedMultipartLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	boom := errors.New("client went away")
-	if _, err := s.Put(ctx, "big", &failAfter{n: 2*s3store.MinPartSize + 100, err: boom}, storage.Cond{IfMatch: a.ETag}); !errors.Is(err, boom) {
+	if _, err := s.Put(ctx, "big", &storetest.FailingReader{N: 2*s3store.MinPartSize + 100, Err: boom}, storage.Cond{IfMatch: a.ETag}); !errors.Is(err, boom) {
 		t.Fatalf("Put error = %v, want the reader's", err)
 	}
 	if st, err := s.Stat(ctx, "big"); err != nil || st.ETag != a.ETag {

@@ -227,31 +227,35 @@ func testDelete(t *testing.T, s storage.Store) {
 	}
 }
 
-type failingReader struct {
-	n   int
-	err error
+// FailingReader is a request body that breaks off: it reads N zero bytes,
+// then fails with Err, as a client that goes away mid-upload does. Stores'
+// own tests use it too, to fail a Put at a point of their choosing.
+type FailingReader struct {
+	N   int   // bytes left to read before the failure
+	Err error // what Read returns once they are read
 }
 
-func (f *failingReader) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, f.err
+// Read fills p with zeros, at most N of them, then returns Err.
+func (f *FailingReader) Read(p []byte) (int, error) {
+	if f.N <= 0 {
+		return 0, f.Err
 	}
-	n := min(len(p), f.n)
+	n := min(len(p), f.N)
 	clear(p[:n])
-	f.n -= n
+	f.N -= n
 	return n, nil
 }
 
 func testFailedReader(t *testing.T, s storage.Store) {
 	boom := errors.New("client went away")
 	// A failing write of a new key leaves nothing.
-	if _, err := s.Put(ctx, "new", &failingReader{1000, boom}, storage.Cond{}); !errors.Is(err, boom) {
+	if _, err := s.Put(ctx, "new", &FailingReader{N: 1000, Err: boom}, storage.Cond{}); !errors.Is(err, boom) {
 		t.Fatalf("Put error = %v, want the reader's error", err)
 	}
 	wantNotFound(t, s, "new")
 	// A failing replacement leaves the old value.
 	a := put(t, s, "old", "keep me", storage.Cond{})
-	if _, err := s.Put(ctx, "old", &failingReader{1 << 20, boom}, storage.Cond{IfMatch: a.ETag}); !errors.Is(err, boom) {
+	if _, err := s.Put(ctx, "old", &FailingReader{N: 1 << 20, Err: boom}, storage.Cond{IfMatch: a.ETag}); !errors.Is(err, boom) {
 		t.Fatalf("Put error = %v, want the reader's error", err)
 	}
 	if got, ga := get(t, s, "old"); got != "keep me" || ga.ETag != a.ETag {
