@@ -38,6 +38,12 @@ type MigrateOptions struct {
 	// Progress needs no lock of its own; it holds up the copies while it
 	// runs, so it should return quickly.
 	Progress func(done, total int, bytes int64)
+	// Overwrite makes Migrate replace a record (a user, a token, a list)
+	// that dst holds with other bytes than src. Without it such a record
+	// is left alone and reported: it was written in dst since (by a
+	// server already running on it, say), and replacing it would lose
+	// what was written there.
+	Overwrite bool
 }
 
 // MigrateReport is what Migrate did.
@@ -110,7 +116,10 @@ func (f MigrateFailure) String() string {
 //
 // It may be interrupted and run again, as often as need be: a key that dst
 // already holds the same (for an image's bytes, bytes that verify) is
-// skipped; any other key is written over. It never deletes anything in dst.
+// skipped; an image's bytes that do not verify are written again (a blob's
+// key names one upload only); a record that dst holds with other bytes is
+// left alone and reported, unless opts.Overwrite. It never deletes anything
+// in dst.
 // Keys are written in an order that never shows, in dst, a user whose data
 // is not all there: images' bytes first, then tokens and other records,
 // then image lists, then user records. A list is not written while bytes
@@ -456,10 +465,19 @@ func (m *migration) readSource(ctx context.Context, key string) ([]byte, bool) {
 	return data, true
 }
 
-// putRecord writes a record's bytes to dst, unless it holds them already.
+// errDiffers is the failure of a record that dst holds with other bytes.
+var errDiffers = errors.New("the destination holds another version, written there since (by a server running on it?): not overwritten; compare them, and run again with --overwrite to replace it with the source's")
+
+// putRecord writes a record's bytes to dst, unless it holds them already,
+// or holds other bytes (see MigrateOptions.Overwrite).
 func (m *migration) putRecord(ctx context.Context, key string, data []byte) {
-	if cur, err := readAll(ctx, m.dst, key); err == nil && bytes.Equal(cur, data) {
+	cur, err := readAll(ctx, m.dst, key)
+	switch {
+	case err == nil && bytes.Equal(cur, data):
 		m.skipped(false)
+		return
+	case err == nil && !m.opts.Overwrite:
+		m.fail(ctx, MigrateFailure{Key: key, Err: errDiffers})
 		return
 	}
 	if _, err := m.dst.Put(ctx, key, bytes.NewReader(data), storage.Cond{}); err != nil {

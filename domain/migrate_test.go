@@ -253,12 +253,47 @@ func TestMigrateRewritesWhatDiffers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rep := migrate(t, src, dst, domain.MigrateOptions{})
-	if all := len(keys(t, src, "")); rep.Copied != 2 || rep.Skipped != all-2 || rep.Verified != 4 || len(rep.Failures) != 0 {
-		t.Errorf("report %+v: want 2 keys copied, %d skipped, 4 images verified", rep, all-2)
+	// The damaged image is written again; the record that differs is left
+	// alone and reported (it may have been written in dst since).
+	all := len(keys(t, src, ""))
+	rep, _ := domain.Migrate(t.Context(), src, dst, domain.MigrateOptions{})
+	if rep.Copied != 1 || rep.Skipped != all-3 || len(rep.Failures) != 2 {
+		t.Errorf("report %+v: want 1 key copied, %d skipped, 2 failures (the token, and its user held back)", rep, all-3)
+	}
+	if got := string(readKey(t, dst, token)); got != `{"username":"mallory"}` {
+		t.Errorf("the token record that differed was overwritten: %s", got)
+	}
+	// With Overwrite, the source's version replaces it.
+	rep = migrate(t, src, dst, domain.MigrateOptions{Overwrite: true})
+	if rep.Copied != 1 || rep.Skipped != all-1 || len(rep.Failures) != 0 {
+		t.Errorf("report %+v: want 1 key copied (the token), %d skipped", rep, all-1)
 	}
 	checkSameKeys(t, src, dst)
 	checkSameService(t, src, dst, tokens, oldToken)
+}
+
+// TestMigrateKeepsWhatWasWrittenSince: a migration run again after a server
+// began writing to the destination loses nothing that server wrote.
+func TestMigrateKeepsWhatWasWrittenSince(t *testing.T) {
+	src, dst := memstore.New(), memstore.New()
+	tokens, _ := populate(t, src)
+	migrate(t, src, dst, domain.MigrateOptions{})
+	svc := newService(t, dst, domain.DefaultConfig)
+	u, err := svc.Authenticate(t.Context(), tokens[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(list(t, svc, u))
+	upload(t, svc, u, "after-the-switch.png", uniquePNG(t, 99))
+
+	rep, err := domain.Migrate(t.Context(), src, dst, domain.MigrateOptions{})
+	if err != nil || len(rep.Failures) == 0 {
+		t.Fatalf("report %+v, %v: want the list that differs reported", rep, err)
+	}
+	svc = newService(t, dst, domain.DefaultConfig)
+	if got := list(t, svc, u); len(got) != before+1 {
+		t.Fatalf("after migrating again: %d images, want %d: the upload made in the destination was lost", len(got), before+1)
+	}
 }
 
 // TestMigrateNeverDeletes: keys only the destination has stay.

@@ -26,21 +26,25 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	fs := flag.NewFlagSet("imagestore migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: imagestore migrate --from STORE --to STORE [--workers N]\n\n"+
+		fmt.Fprintf(stderr, "Usage: imagestore migrate --from STORE --to STORE [--workers N] [--overwrite]\n\n"+
 			"Copies every user, token, image list and image from one store to another.\n"+
 			"A STORE is a data folder (a path, or file://path) or an S3-compatible bucket\n"+
 			"(s3://bucket/prefix?endpoint=URL, credentials from AWS_ACCESS_KEY_ID and\n"+
 			"AWS_SECRET_ACCESS_KEY). Each image is checked against its recorded SHA-256 as\n"+
 			"it is copied, and read back from the destination. Nothing in the destination\n"+
 			"is deleted; what it already holds is skipped, so running the same command\n"+
-			"again resumes an interrupted migration. No server may be running on either\n"+
-			"store: stop it first (a data folder is locked while a server uses it).\n"+
+			"again resumes an interrupted migration. A user, token or image list that\n"+
+			"the two stores hold in different versions (changed in either since) is left\n"+
+			"alone and listed; --overwrite makes the source's version win. No server\n"+
+			"may be running on either store while it runs: stop them first (a data folder\n"+
+			"is locked while a server uses it; a bucket is not, so that is up to you).\n"+
 			"Exits 1 if any key could not be copied.\n\n")
 		fs.PrintDefaults()
 	}
 	from := fs.String("from", "", "the `store` to copy from")
 	to := fs.String("to", "", "the `store` to copy to")
 	workers := fs.Int("workers", domain.DefaultMigrateWorkers, "how many keys to copy at once")
+	overwrite := fs.Bool("overwrite", false, "replace users, tokens and image lists that the destination holds in another version with the source's; without it they are left alone and listed")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -83,7 +87,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 
 	fmt.Fprintf(stderr, "migrating %s to %s\n", src.desc, dst.desc)
 	bar := newProgressBar(stderr)
-	rep, err := domain.Migrate(ctx, src.Store, dst.Store, domain.MigrateOptions{Workers: *workers, Progress: bar.update})
+	rep, err := domain.Migrate(ctx, src.Store, dst.Store, domain.MigrateOptions{Workers: *workers, Progress: bar.update, Overwrite: *overwrite})
 	bar.finish()
 	printMigrateReport(stdout, rep)
 	switch {

@@ -286,7 +286,7 @@ func TestMigrateCommandUsage(t *testing.T) {
 	if err := runMigrate(t.Context(), []string{"-h"}, noEnv, io.Discard, &stderr); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: got %v, want flag.ErrHelp", err)
 	}
-	if !strings.Contains(stderr.String(), "Usage: imagestore migrate --from STORE --to STORE") || !strings.Contains(stderr.String(), "stop it first") {
+	if !strings.Contains(stderr.String(), "Usage: imagestore migrate --from STORE --to STORE") || !strings.Contains(stderr.String(), "stop them first") {
 		t.Errorf("-h: want the usage, saying the server must be stopped; got:\n%s", &stderr)
 	}
 }
