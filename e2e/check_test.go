@@ -75,7 +75,7 @@ func TestCheckSubcommand(t *testing.T) {
 		t.Errorf("repair: exit %d (the damaged image remains, want 1)\n%s", code, out)
 	}
 	out, code = runCheck(t, data)
-	if code != 1 || !strings.Contains(out, "damaged images (1)") || !strings.Contains(out, "1 problems") {
+	if code != 1 || !strings.Contains(out, "damaged images (1)") || !strings.Contains(out, "1 problem,") {
 		t.Errorf("after repair: exit %d\n%s", code, out)
 	}
 

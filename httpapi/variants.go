@@ -50,7 +50,7 @@ func (s *Server) variantParams(r *http.Request) (domain.VariantParams, error) {
 		return p, err
 	}
 	if p.Width == 0 && p.Height == 0 {
-		return p, &errBadQuery{param: "w", allowed: "given, or h: a variant needs a width or a height, " + sideAllowed, actual: ""}
+		return p, &errBadQuery{param: "w", allowed: "set: a variant needs w, h or both, each " + sideAllowed, actual: ""}
 	}
 	if q.Has("fit") {
 		fit, ok := domain.ParseFit(q.Get("fit"))

@@ -74,8 +74,12 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 	section("images listed without their bytes", rep.Missing)
 	section("stored bytes no image names", rep.Orphans)
 	section("stale token records", rep.StaleTokens)
-	fmt.Fprintf(stdout, "checked %d users and %d images: %d problems, %d repaired\n",
-		rep.Users, rep.Images, rep.Problems(), rep.Repaired)
+	problems := "problems"
+	if rep.Problems() == 1 {
+		problems = "problem"
+	}
+	fmt.Fprintf(stdout, "checked %d users and %d images: %d %s, %d repaired\n",
+		rep.Users, rep.Images, rep.Problems(), problems, rep.Repaired)
 	if rep.Problems() > rep.Repaired {
 		return errDamage
 	}

@@ -87,7 +87,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.gzipLevel, "gzip-level", int(envInt("gzip-level", "IMAGESTORE_GZIP_LEVEL", int64(domain.DefaultConfig.GzipLevel))), "gzip `level` of stored images, 1 (fastest) to 9 (smallest) (IMAGESTORE_GZIP_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("IMAGESTORE_LOG_FORMAT", "text"), "log `format`: text or json (IMAGESTORE_LOG_FORMAT)")
 	level := env("IMAGESTORE_LOG_LEVEL", "info")
-	fs.Func("log-level", "log `level`: debug, info, warn or error (IMAGESTORE_LOG_LEVEL)", func(s string) error { level = s; return nil })
+	fs.Func("log-level", "log `level`: debug, info, warn or error (IMAGESTORE_LOG_LEVEL; default info)", func(s string) error { level = s; return nil })
 	shutdown := env("IMAGESTORE_SHUTDOWN_TIMEOUT", "30s")
 	fs.Func("shutdown-timeout", "how long requests in flight may take to finish at shutdown, as a `duration` (IMAGESTORE_SHUTDOWN_TIMEOUT; default 30s)", func(s string) error { shutdown = s; return nil })
 	bodyTimeout := env("IMAGESTORE_BODY_TIMEOUT", "60s")
@@ -107,14 +107,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			envErrs["min-free"] = fmt.Errorf("IMAGESTORE_MIN_FREE: %v", err)
 		}
 	}
-	fs.Var(&c.minFree, "min-free", "free disk `size` kept in reserve: below it uploads and replacements get 507 and /readyz reports not ready, while reads and deletions go on (IMAGESTORE_MIN_FREE; default 256MiB)")
+	fs.Var(&c.minFree, "min-free", "free disk `size` kept in reserve: below it uploads and replacements get 507 and /readyz reports not ready, while reads and deletions go on (IMAGESTORE_MIN_FREE)")
 	c.cacheSize = 64 << 20
 	if v := getenv("IMAGESTORE_CACHE_SIZE"); v != "" {
 		if err := c.cacheSize.Set(v); err != nil {
 			envErrs["cache-size"] = fmt.Errorf("IMAGESTORE_CACHE_SIZE: %v", err)
 		}
 	}
-	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for decompressed images, served to clients that do not take gzip without decompressing them again; 0 turns it off (IMAGESTORE_CACHE_SIZE; default 64MiB)")
+	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for decompressed images, served to clients that do not take gzip without decompressing them again; 0 turns it off (IMAGESTORE_CACHE_SIZE)")
 	fs.IntVar(&c.variantMaxSize, "variant-max-size", int(envInt("variant-max-size", "IMAGESTORE_VARIANT_MAX_SIZE", domain.DefaultMaxVariantSize)), "largest width or height, in `pixels`, of an image variant (GET /api/v1/images/{id}?w=&h=) (IMAGESTORE_VARIANT_MAX_SIZE)")
 	if v := getenv("IMAGESTORE_STRIP_METADATA"); v != "" {
 		var err error
@@ -190,7 +190,18 @@ const maxVariantMaxSize = 1 << 13
 // byteSize is a flag value of bytes with an optional unit.
 type byteSize int64
 
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
 
 func (b *byteSize) Set(s string) error {
 	units := []struct {

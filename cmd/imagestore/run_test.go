@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -296,8 +295,16 @@ func TestByteSizeSet(t *testing.T) {
 		if got, want := int64(b), tt.want; got != want {
 			t.Errorf("Set(%q): got %d, want %d", tt.in, got, want)
 		}
-		if got, want := b.String(), strconv.FormatInt(tt.want, 10); got != want {
-			t.Errorf("Set(%q).String(): got %q, want %q", tt.in, got, want)
+		// String gives a value Set takes back, in the largest binary unit
+		// that divides it.
+		var back byteSize
+		if err := back.Set(b.String()); err != nil || back != b {
+			t.Errorf("Set(%q).String() = %q, which Set reads as %d, %v", tt.in, b.String(), back, err)
+		}
+	}
+	for in, want := range map[byteSize]string{0: "0", 1000: "1000", 1024: "1KiB", 32 << 20: "32MiB", 1 << 30: "1GiB", 1536: "1536", 3000000000: "3000000000"} {
+		if got := in.String(); got != want {
+			t.Errorf("byteSize(%d).String() = %q, want %q", int64(in), got, want)
 		}
 	}
 	for _, in := range []string{"", "ten", "-5", "-1KiB", "1.5MiB", "10XB", "MiB", "10 mib", "0x10", "9999999999999GiB", "99999999999999999999"} {
