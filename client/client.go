@@ -98,6 +98,9 @@ type Limits struct {
 	AcceptedTypes []string `json:"accepted_types"`
 	// MaxPageSize is the largest page List accepts.
 	MaxPageSize int `json:"max_page_size"`
+	// MaxVariantSize is the largest width or height of a variant (a
+	// resized copy) of an image.
+	MaxVariantSize int `json:"max_variant_size"`
 }
 
 // Image is an image's description.

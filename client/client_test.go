@@ -110,12 +110,12 @@ func TestUsersAndTokens(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	url := startServer(t, "--max-upload", "64KiB", "--max-pixels", "1000000")
+	url := startServer(t, "--max-upload", "64KiB", "--max-pixels", "1000000", "--variant-max-size", "640")
 	l, err := client.New(url, "").Limits(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.MaxUploadBytes != 64<<10 || l.MaxPixels != 1000000 || l.MaxPageSize < 1 || !slices.Contains(l.AcceptedTypes, "image/png") {
+	if l.MaxUploadBytes != 64<<10 || l.MaxPixels != 1000000 || l.MaxPageSize < 1 || l.MaxVariantSize != 640 || !slices.Contains(l.AcceptedTypes, "image/png") {
 		t.Errorf("Limits = %+v", l)
 	}
 }

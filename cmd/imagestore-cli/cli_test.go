@@ -206,7 +206,8 @@ func TestUsersAndTokens(t *testing.T) {
 	// limits needs no token.
 	delete(s.env, "IMAGESTORE_TOKEN")
 	r = s.run("limits")
-	if r.code != 0 || !strings.Contains(r.stdout, "max upload      32.0 MiB (33554432 bytes)") || !strings.Contains(r.stdout, "image/png") {
+	if r.code != 0 || !regexp.MustCompile(`max upload +32.0 MiB \(33554432 bytes\)`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`max variant size +2048 pixels`).MatchString(r.stdout) || !strings.Contains(r.stdout, "image/png") {
 		t.Errorf("limits: %v", r)
 	}
 	r = s.run("limits", "--json")

@@ -165,6 +165,7 @@ image types and the largest page of a listing. Needs no token.
 	fmt.Fprintf(tw, "max upload\t%s (%d bytes)\n", humanSize(l.MaxUploadBytes), l.MaxUploadBytes)
 	fmt.Fprintf(tw, "max pixels\t%s\n", pixels)
 	fmt.Fprintf(tw, "max page size\t%d\n", l.MaxPageSize)
+	fmt.Fprintf(tw, "max variant size\t%d pixels\n", l.MaxVariantSize)
 	fmt.Fprintf(tw, "accepted types\t%s\n", strings.Join(l.AcceptedTypes, ", "))
 	tw.Flush()
 	return exitOK
