@@ -29,6 +29,11 @@ type Config struct {
 	// GzipLevel is the compression level of stored images, from 1 (fastest)
 	// to 9 (smallest).
 	GzipLevel int
+	// GzipAll deflates every image at GzipLevel. Without it, images whose
+	// format compresses its data already (JPEG, PNG, WebP) are stored in
+	// gzip's stored blocks: still gzip, for a fraction of the CPU, and
+	// under 1% larger.
+	GzipAll bool
 	// Logger receives warnings about things that went wrong without
 	// failing a request (an unreferenced blob left behind, say).
 	Logger *slog.Logger

@@ -151,3 +151,25 @@ func TestVariantAndStripFlagsReachTheServer(t *testing.T) {
 		t.Errorf("run: %v", err)
 	}
 }
+
+// TestGzipAllFlag: --gzip-all and IMAGESTORE_GZIP_ALL, off by default; a
+// flag overrides a bad variable.
+func TestGzipAllFlag(t *testing.T) {
+	c, err := parseConfig(nil, noEnv, io.Discard)
+	if err != nil || c.gzipAll {
+		t.Fatalf("default: %v, %v; want off", c.gzipAll, err)
+	}
+	if c, err = parseConfig(nil, envOf(map[string]string{"IMAGESTORE_GZIP_ALL": "true"}), io.Discard); err != nil || !c.gzipAll {
+		t.Errorf("IMAGESTORE_GZIP_ALL=true: %v, %v", c.gzipAll, err)
+	}
+	if c, err = parseConfig([]string{"--gzip-all"}, noEnv, io.Discard); err != nil || !c.gzipAll {
+		t.Errorf("--gzip-all: %v, %v", c.gzipAll, err)
+	}
+	bad := envOf(map[string]string{"IMAGESTORE_GZIP_ALL": "sometimes"})
+	if _, err := parseConfig(nil, bad, io.Discard); err == nil || !strings.Contains(err.Error(), "IMAGESTORE_GZIP_ALL") {
+		t.Errorf("IMAGESTORE_GZIP_ALL=sometimes: %v, want an error naming it", err)
+	}
+	if c, err = parseConfig([]string{"--gzip-all=false"}, bad, io.Discard); err != nil || c.gzipAll {
+		t.Errorf("--gzip-all=false over a bad variable: %v, %v", c.gzipAll, err)
+	}
+}
