@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"fmt"
@@ -173,3 +174,10 @@ const maxStoredCacheItem = 1 << 20
 // bytes, kept for stores that are not the process's alone; decompressed
 // bytes are kept under userHash/blob.
 func storedCacheKey(blobKey string) string { return "stored/" + blobKey }
+
+// memBlob is a blob's stored bytes served from memory. It keeps
+// *bytes.Reader's Len and WriteTo visible (io.NopCloser would hide Len), so
+// that a writer can send them in one piece.
+type memBlob struct{ *bytes.Reader }
+
+func (memBlob) Close() error { return nil }

@@ -371,7 +371,7 @@ func (s *Service) openStored(ctx context.Context, u User, id string, cache bool)
 		if c != nil {
 			if data, ok := c.get(storedCacheKey(key)); ok {
 				c.hits.Add(1)
-				return img, io.NopCloser(bytes.NewReader(data)), int64(len(data)), nil
+				return img, memBlob{bytes.NewReader(data)}, int64(len(data)), nil
 			}
 		}
 		rc, attrs, err := s.store.Get(ctx, key)
@@ -403,7 +403,7 @@ func (s *Service) openStored(ctx context.Context, u User, id string, cache bool)
 			}
 			c.misses.Add(1)
 			c.put(storedCacheKey(key), data)
-			return img, io.NopCloser(bytes.NewReader(data)), attrs.Size, nil
+			return img, memBlob{bytes.NewReader(data)}, attrs.Size, nil
 		}
 		return img, rc, attrs.Size, nil
 	}

@@ -75,7 +75,9 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 // through one io.LimitedReader around a file, no more: a limited source
 // is copied as pieces of its own reader, its limit kept up to date.
 func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
-	const piece = 1 << 20
+	if n, ok, err := writeInMemory(pieceWriter{w}, src); ok {
+		return n, err
+	}
 	inner, lr := src, (*io.LimitedReader)(nil)
 	if l, ok := src.(*io.LimitedReader); ok {
 		inner, lr = l.R, l
@@ -102,3 +104,51 @@ func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// piece is how much of a response one deadline covers.
+const piece = 1 << 20
+
+// pieceWriter writes to a deadlineWriter a piece at a time, each with a
+// fresh deadline.
+type pieceWriter struct{ w *deadlineWriter }
+
+func (p pieceWriter) Write(b []byte) (int, error) {
+	total := 0
+	for len(b) > 0 {
+		n, err := p.w.Write(b[:min(len(b), piece)])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		b = b[n:]
+	}
+	return total, nil
+}
+
+// inMemory is a reader whose bytes are all in memory, such as a
+// *bytes.Reader: it can write what is left in one Write.
+type inMemory interface {
+	Len() int
+	io.WriterTo
+}
+
+// writeInMemory writes a source whose bytes are in memory (alone or in an
+// io.LimitedReader that does not cut it short, as http.ServeContent passes
+// a cached image) to dst as they are: in one Write, where a copy would
+// allocate a 32 KiB buffer and make a system call per 32 KiB. ok is false
+// for any other source, untouched.
+func writeInMemory(dst io.Writer, src io.Reader) (n int64, ok bool, err error) {
+	lr, _ := src.(*io.LimitedReader)
+	if lr != nil {
+		src = lr.R
+	}
+	br, isMem := src.(inMemory)
+	if !isMem || lr != nil && lr.N < int64(br.Len()) {
+		return 0, false, nil
+	}
+	n, err = br.WriteTo(dst)
+	if lr != nil {
+		lr.N -= n
+	}
+	return n, true, err
+}

@@ -150,10 +150,16 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	n, err := io.Copy(w.ResponseWriter, r)
+	n, ok, err := writeInMemory(writerOnly{w.ResponseWriter}, r)
+	if !ok {
+		n, err = io.Copy(w.ResponseWriter, r)
+	}
 	w.bytes += n
 	return n, err
 }
+
+// writerOnly hides every method of a writer but Write.
+type writerOnly struct{ io.Writer }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
