@@ -171,7 +171,11 @@ func notModified(r *http.Request, etag string, modified time.Time) bool {
 		}
 		return false
 	}
-	if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil {
+	v := r.Header.Get("If-Modified-Since")
+	if v == "" {
+		return false // most requests: no parse errors to allocate
+	}
+	if ims, err := http.ParseTime(v); err == nil {
 		return !modified.Truncate(time.Second).After(ims)
 	}
 	return false
