@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Format is one accepted image format.
@@ -211,11 +212,21 @@ func newReader(r io.Reader) *reader {
 	head := headPool.Get().(*[]byte)
 	*head = (*head)[:0]
 	src := &errReader{r: r, head: head}
-	return &reader{src: src, br: bufio.NewReaderSize(src, 32<<10)}
+	br := bufPool.Get().(*bufio.Reader)
+	br.Reset(src)
+	return &reader{src: src, br: br}
 }
 
+// bufPool holds the readers' 32 KiB buffers: one per upload otherwise.
+var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+
 // release returns the reader's buffers; it must not be used afterwards.
-func (r *reader) release() { headPool.Put(r.src.head) }
+func (r *reader) release() {
+	headPool.Put(r.src.head)
+	r.br.Reset(nil)
+	bufPool.Put(r.br)
+	r.br = nil
+}
 
 // srcErr is the input's own failure, if it failed.
 func (r *reader) srcErr() error { return r.src.err }

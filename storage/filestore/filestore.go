@@ -406,7 +406,7 @@ func (s *Store) writeTemp(ctx context.Context, key, dir string, r io.Reader) (_ 
 			os.Remove(name)
 		}
 	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	if err := copyToFile(ctx, f, r); err != nil {
 		return "", err
 	}
 	if err := s.faultAt("write", key); err != nil {
@@ -429,6 +429,18 @@ func (s *Store) writeTemp(ctx context.Context, key, dir string, r io.Reader) (_ 
 }
 
 // ctxReader stops a copy once its context is done.
+// copyBuffers are the buffers values are copied into files through: an
+// os.File would otherwise allocate 32 KiB for each copy.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+
+// copyToFile copies r to f, stopping when ctx is done.
+func copyToFile(ctx context.Context, f *os.File, r io.Reader) error {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	_, err := io.CopyBuffer(struct{ io.Writer }{f}, ctxReader{ctx, r}, *bp)
+	return err
+}
+
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader

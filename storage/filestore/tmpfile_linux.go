@@ -40,7 +40,7 @@ func (s *Store) putNew(ctx context.Context, key, p, dir string, r io.Reader) (_ 
 	f := os.NewFile(uintptr(fd), dir+"/(unnamed)")
 	defer f.Close()
 	fdPath := "/proc/self/fd/" + strconv.Itoa(fd)
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	if err := copyToFile(ctx, f, r); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err), true
 	}
 	if err := s.faultAt("write", key); err != nil {
