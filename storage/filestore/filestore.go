@@ -55,7 +55,8 @@ type Store struct {
 	seed    maphash.Seed
 	stripes [256]sync.Mutex // serialises the decide-and-rename step per key
 
-	dirs sync.Map // folders known to exist and to be durable
+	dirs    sync.Map // folders known to exist and to be durable
+	syncers sync.Map // folder -> *dirSyncer: see syncDir
 
 	clockMu sync.Mutex
 	last    int64 // the last modification time given, in ns
@@ -381,7 +382,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if err := s.faultAt("syncdir", key); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := s.syncDir(dir); err != nil {
 		// The rename happened but may not be durable; report it, since the
 		// caller must not acknowledge a write that a crash could undo.
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
@@ -474,7 +475,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil {
 		return notFound("delete", key, err)
 	}
-	return syncDir(filepath.Dir(p))
+	return s.syncDir(filepath.Dir(p))
 }
 
 // List implements storage.Store.
@@ -547,7 +548,7 @@ func (s *Store) ensureDir(dir string) error {
 		if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if err := syncDir(parent); err != nil {
+		if err := s.syncDir(parent); err != nil {
 			return err
 		}
 	default:
@@ -557,7 +558,10 @@ func (s *Store) ensureDir(dir string) error {
 	return nil
 }
 
-func syncDir(dir string) error {
+// fsyncDir fsyncs a folder; writes call it through Store.syncDir, which
+// shares one fsync between the writes that arrive together. (A variable for
+// the tests of that sharing.)
+var fsyncDir = func(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

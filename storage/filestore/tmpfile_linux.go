@@ -76,7 +76,7 @@ func (s *Store) putNew(ctx context.Context, key, p, dir string, r io.Reader) (_ 
 	if err := s.faultAt("syncdir", key); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err), true
 	}
-	if err := syncDir(dir); err != nil {
+	if err := s.syncDir(dir); err != nil {
 		// Linked, but perhaps not durably: the caller must not acknowledge it.
 		return storage.Attrs{}, wrapWriteErr("put", key, err), true
 	}
