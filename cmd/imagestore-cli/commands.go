@@ -73,14 +73,7 @@ Gives the user a new token and prints it on standard output. The old one
 stops working at once: update IMAGESTORE_TOKEN.
 `))
 	asJSON := fs.Bool("json", false, `print {"username": ..., "token": ...}`)
-	pos, code, ok := e.parse(fs, args)
-	if !ok {
-		return code
-	}
-	if code, ok := e.needArgs(fs, pos, 0, 0, "no arguments"); !ok {
-		return code
-	}
-	c, code, ok := e.client(fs, true)
+	_, c, code, ok := e.begin(fs, args, 0, 0, "no arguments", true)
 	if !ok {
 		return code
 	}
@@ -106,14 +99,7 @@ Shows the token's owner: the username, when it was created, and whether
 it has a password.
 `))
 	asJSON := fs.Bool("json", false, "print the user as JSON")
-	pos, code, ok := e.parse(fs, args)
-	if !ok {
-		return code
-	}
-	if code, ok := e.needArgs(fs, pos, 0, 0, "no arguments"); !ok {
-		return code
-	}
-	c, code, ok := e.client(fs, true)
+	_, c, code, ok := e.begin(fs, args, 0, 0, "no arguments", true)
 	if !ok {
 		return code
 	}
@@ -139,14 +125,7 @@ Shows what the server accepts: the largest upload, the most pixels, the
 image types and the largest page of a listing. Needs no token.
 `))
 	asJSON := fs.Bool("json", false, "print the limits as JSON")
-	pos, code, ok := e.parse(fs, args)
-	if !ok {
-		return code
-	}
-	if code, ok := e.needArgs(fs, pos, 0, 0, "no arguments"); !ok {
-		return code
-	}
-	c, code, ok := e.client(fs, false)
+	_, c, code, ok := e.begin(fs, args, 0, 0, "no arguments", false)
 	if !ok {
 		return code
 	}
@@ -181,14 +160,7 @@ every field the server gives: id, name, content_type, size, stored_size,
 width, height, sha256, created, updated, url.
 `))
 	asJSON := fs.Bool("json", false, "print JSON Lines: one image object per line")
-	pos, code, ok := e.parse(fs, args)
-	if !ok {
-		return code
-	}
-	if code, ok := e.needArgs(fs, pos, 0, 0, "no arguments"); !ok {
-		return code
-	}
-	c, code, ok := e.client(fs, true)
+	_, c, code, ok := e.begin(fs, args, 0, 0, "no arguments", true)
 	if !ok {
 		return code
 	}
@@ -229,14 +201,7 @@ Describes the image ID, its ETag included (what replace and rm take with
 `))
 	fs.ids = true
 	asJSON := fs.Bool("json", false, "print the image as JSON")
-	pos, code, ok := e.parse(fs, args)
-	if !ok {
-		return code
-	}
-	if code, ok := e.needArgs(fs, pos, 1, 1, "one ID"); !ok {
-		return code
-	}
-	c, code, ok := e.client(fs, true)
+	pos, c, code, ok := e.begin(fs, args, 1, 1, "one ID", true)
 	if !ok {
 		return code
 	}

@@ -361,6 +361,22 @@ func (e *env) client(fs *flagSet, needToken bool) (c *client.Client, code int, o
 }
 
 // needArgs checks the number of positional arguments.
+// begin does what most commands do first: parse the arguments, check
+// that there are lo to hi positional ones (hi < 0: no most), described by
+// what in the usage error, and make the client.
+func (e *env) begin(fs *flagSet, args []string, lo, hi int, what string, needToken bool) (pos []string, c *client.Client, code int, ok bool) {
+	if pos, code, ok = e.parse(fs, args); !ok {
+		return nil, nil, code, false
+	}
+	if code, ok = e.needArgs(fs, pos, lo, hi, what); !ok {
+		return nil, nil, code, false
+	}
+	if c, code, ok = e.client(fs, needToken); !ok {
+		return nil, nil, code, false
+	}
+	return pos, c, 0, true
+}
+
 func (e *env) needArgs(fs *flagSet, pos []string, lo, hi int, what string) (code int, ok bool) {
 	if len(pos) < lo || (hi >= 0 && len(pos) > hi) {
 		return e.usageError(fs.Name(), fmt.Sprintf("%s: want %s", fs.Name(), what)), false
