@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/imagestore/imagestore/internal/servertest"
 	"github.com/imagestore/imagestore/storage/s3store/miniotest"
 )
 
@@ -49,31 +49,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // server is one running imagestore process.
 type server struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	url    string
 	data   string
-	stderr *syncBuffer
+	stderr *servertest.Buffer
 	done   chan error
 }
 
@@ -99,7 +81,7 @@ func tryStart(t *testing.T, data string, args ...string) (*server, error) {
 // tryStartEnv is tryStart with more environment variables for the server.
 func tryStartEnv(t *testing.T, data string, env []string, args ...string) (*server, error) {
 	t.Helper()
-	s := &server{t: t, data: data, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{t: t, data: data, stderr: &servertest.Buffer{}, done: make(chan error, 1)}
 	// Tests that are not about rate limits must not meet them: they send
 	// many requests, and bad tokens on purpose, from one address.
 	// Nor the free-space reserve: the machine's disk may be small.
