@@ -293,20 +293,14 @@ func (m *migration) finished() {
 	}
 }
 
-func (m *migration) copied(verified bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rep.Copied++
-	if verified {
-		m.rep.Verified++
-	}
-	m.finished()
-}
+func (m *migration) copied(verified bool)  { m.count(&m.rep.Copied, verified) }
+func (m *migration) skipped(verified bool) { m.count(&m.rep.Skipped, verified) }
 
-func (m *migration) skipped(verified bool) {
+// count records a key done, copied or skipped, and an image verified.
+func (m *migration) count(n *int, verified bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.rep.Skipped++
+	*n++
 	if verified {
 		m.rep.Verified++
 	}
