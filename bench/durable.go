@@ -11,14 +11,24 @@ import (
 )
 
 // durableLoop is the ceiling for uploads: conc goroutines, each writing
-// payload durably in a loop for d, the way a careful store writes a file
-// (temporary file, write, fsync, close, rename, fsync of the folder), with
-// nothing else: no HTTP, no hashing, no compression, no index.
-func durableLoop(ctx context.Context, dir string, conc int, d time.Duration, payload []byte) (*loadStats, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// payload durably into new files of a new folder under parent in a loop for
+// d, the way a careful store writes a file (temporary file, write, fsync,
+// close, rename, fsync of the folder), with nothing else: no HTTP, no
+// hashing, no compression, no index.
+//
+// Its files stay until the benchmark ends, like the server's: on an ext4
+// without a journal, each inode freed makes every file created in its
+// block group for the next 60 to 300 s skip it (ext4's recently_deleted),
+// so removing thousands of files here would slow the server's next run
+// down and make the ratio unfair.
+func durableLoop(ctx context.Context, parent string, conc int, d time.Duration, payload []byte) (*loadStats, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	dir, err := os.MkdirTemp(parent, "run-") // a fresh folder: no name is ever written twice
+	if err != nil {
+		return nil, err
+	}
 	lat := make([][]time.Duration, conc)
 	errs := make([]error, conc)
 	start := time.Now()
