@@ -14,7 +14,8 @@ import (
 
 // hotCache keeps the decompressed bytes of the images read most recently,
 // up to a total size, so that serving a popular image to a client without
-// gzip does not decompress it each time. Entries are keyed by blob, and a
+// gzip does not decompress it each time, and their stored bytes, which a
+// client taking gzip gets in one write. Entries are keyed by blob, and a
 // blob never changes (a replacement writes a new one), so an entry is
 // never stale; one whose blob is removed is dropped.
 type hotCache struct {
@@ -26,7 +27,16 @@ type hotCache struct {
 	byKey map[string]*list.Element
 
 	hits, misses atomic.Int64
+
+	// The keys asked for most recently that the cache did not take (see
+	// seenBefore): each one's slot in a ring of them in arrival order.
+	seen     map[string]int
+	seenRing []string
+	seenNext int
 }
+
+// seenKeys is how many recent keys seenBefore remembers.
+const seenKeys = 1024
 
 type hotEntry struct {
 	key  string
@@ -40,6 +50,32 @@ func newHotCache(max int64) *hotCache {
 	// One image may take an eighth of the cache: a few large ones must
 	// not push out everything else.
 	return &hotCache{max: max, maxItem: min(max/8, 32<<20), lru: list.New(), byKey: map[string]*list.Element{}}
+}
+
+// seenBefore reports whether key was passed to seenBefore among the last
+// seenKeys other keys, and remembers it otherwise. It lets the cache take
+// an entry on its second request only: a key asked for once in a while
+// (requests spread over many more images than the cache holds) then never
+// pushes out one asked for often.
+func (c *hotCache) seenBefore(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slot, ok := c.seen[key]; ok {
+		delete(c.seen, key)
+		c.seenRing[slot] = ""
+		return true
+	}
+	if c.seen == nil {
+		c.seen = make(map[string]int, seenKeys)
+		c.seenRing = make([]string, seenKeys)
+	}
+	if old := c.seenRing[c.seenNext]; old != "" {
+		delete(c.seen, old)
+	}
+	c.seenRing[c.seenNext] = key
+	c.seen[key] = c.seenNext
+	c.seenNext = (c.seenNext + 1) % seenKeys
+	return false
 }
 
 func (c *hotCache) get(key string) ([]byte, bool) {
@@ -80,14 +116,14 @@ func (c *hotCache) removeElement(e *list.Element) {
 	c.size -= int64(len(he.data))
 }
 
-// HotCacheStats describes the cache of decompressed images.
+// HotCacheStats describes the memory cache of images.
 type HotCacheStats struct {
 	Hits, Misses   int64 // reads served from the cache, and reads that filled it
 	Bytes, Entries int64 // what it holds now
 	Capacity       int64 // Config.HotCacheBytes
 }
 
-// HotCacheStats returns the figures of the cache of decompressed images
+// HotCacheStats returns the figures of the memory cache of images
 // (all zero when it is off).
 func (s *Service) HotCacheStats() HotCacheStats {
 	c := s.hot
@@ -118,7 +154,7 @@ func (s *Service) Content(ctx context.Context, u User, id string) (Image, []byte
 		c.hits.Add(1)
 		return img, data, nil
 	}
-	img, rc, _, err := s.openStored(ctx, u, id, false) // again: it may have been replaced
+	img, rc, _, err := s.openStored(ctx, u, id, cacheNever) // again: it may have been replaced
 	if err != nil {
 		return Image{}, nil, err
 	}
@@ -167,12 +203,12 @@ func gunzipAll(r io.Reader, size int64) ([]byte, error) {
 
 // maxStoredCacheItem is the largest blob whose stored bytes are cached: a
 // miss reads the blob whole into memory before serving it, which only a
-// small one may cost; a large one's transfer outweighs asking the bucket.
+// small one may cost; a large one's transfer outweighs asking the bucket,
+// or the sendfile of a local file.
 const maxStoredCacheItem = 1 << 20
 
 // storedCacheKey is the hot cache's key for a blob's stored (compressed)
-// bytes, kept for stores that are not the process's alone; decompressed
-// bytes are kept under userHash/blob.
+// bytes (see OpenStored); decompressed bytes are kept under userHash/blob.
 func storedCacheKey(blobKey string) string { return "stored/" + blobKey }
 
 // memBlob is a blob's stored bytes served from memory. It keeps

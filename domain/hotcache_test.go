@@ -189,3 +189,80 @@ func TestStoredBytesCachedOnSharedStore(t *testing.T) {
 		t.Fatalf("after another server deleted the image: %v, want ErrImageNotFound", err)
 	}
 }
+
+// TestStoredBytesCachedOnSecondRead: on a store that is the server's alone,
+// an image's stored bytes are kept in memory from its second read on, not
+// its first: one read once in a while (reads spread over many images)
+// never pushes out a popular one. What is served from memory is the blob
+// as stored, and a replacement or deletion is followed at once.
+func TestStoredBytesCachedOnSecondRead(t *testing.T) {
+	ctx := t.Context()
+	st := &blobGets{Store: memstore.New()}
+	cfg := domain.DefaultConfig
+	cfg.HotCacheBytes = 1 << 20
+	cfg.SoleWriter = true
+	svc := newService(t, st, cfg)
+	u := newUser(t, svc, "sole")
+	first := uniquePNG(t, 1)
+	img := upload(t, svc, u, "a.png", first)
+	read := func() []byte {
+		t.Helper()
+		_, rc, size, err := svc.OpenStored(ctx, u, img.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		gz, err := io.ReadAll(rc)
+		if err != nil || int64(len(gz)) != size {
+			t.Fatalf("read %d stored bytes of %d: %v", len(gz), size, err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	for i, want := range []int64{1, 2, 2, 2} {
+		if got := read(); !bytes.Equal(got, first) {
+			t.Fatalf("read %d: wrong bytes", i+1)
+		}
+		if n := st.n.Load(); n != want {
+			t.Fatalf("after %d reads the blob was fetched %d times, want %d", i+1, n, want)
+		}
+	}
+	if hits := svc.HotCacheStats().Hits; hits != 2 {
+		t.Errorf("cache hits = %d, want 2", hits)
+	}
+
+	// Another image read once between two reads of this one does not
+	// stop it being kept, and is not kept itself.
+	other := upload(t, svc, u, "b.png", uniquePNG(t, 3))
+	second := uniquePNG(t, 2)
+	if _, err := svc.Replace(ctx, u, img.ID, "a.png", bytes.NewReader(second)); err != nil {
+		t.Fatal(err)
+	}
+	before := st.n.Load()
+	if got := read(); !bytes.Equal(got, second) {
+		t.Fatal("after a replacement: the old bytes")
+	}
+	if _, rc, _, err := svc.OpenStored(ctx, u, other.ID); err != nil {
+		t.Fatal(err)
+	} else {
+		rc.Close()
+	}
+	read()
+	read()
+	if n := st.n.Load() - before; n != 3 {
+		t.Errorf("after a replacement: %d fetches for three reads of the new blob and one of another, want 3", n)
+	}
+	if err := svc.Delete(ctx, u, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := svc.OpenStored(ctx, u, img.ID); !errors.Is(err, domain.ErrImageNotFound) {
+		t.Fatalf("after a deletion: %v, want ErrImageNotFound", err)
+	}
+}

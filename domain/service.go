@@ -49,10 +49,9 @@ type Config struct {
 	// then be cached and trusted without asking the store again. Leave it
 	// false when several servers share the store.
 	SoleWriter bool
-	// HotCacheBytes is the size of the cache of decompressed images, for
-	// clients that do not take gzip, and, on a store that is not this
-	// process's alone (a bucket), of images' stored bytes too; 0 turns it
-	// off.
+	// HotCacheBytes is the size of the cache of images read most
+	// recently: their decompressed bytes, for clients that do not take
+	// gzip, and their stored bytes, for those that do; 0 turns it off.
 	HotCacheBytes int64
 	// MaxVariantSize is the largest width or height a variant may be
 	// asked for (see OpenVariant); 0 means DefaultMaxVariantSize.
@@ -349,16 +348,32 @@ func (s *Service) Open(ctx context.Context, u User, id string) (Image, io.ReadCl
 // stored, a gzip stream of storedSize bytes, for clients that take gzip as
 // it is. The caller closes the reader.
 func (s *Service) OpenStored(ctx context.Context, u User, id string) (img Image, rc io.ReadCloser, storedSize int64, err error) {
-	// A store that is not this process's alone is remote (a bucket): its
-	// blobs are worth keeping in memory, and safe to keep, since a blob
-	// key is never written twice.
-	return s.openStored(ctx, u, id, !s.cfg.SoleWriter)
+	// Stored bytes are safe to keep in memory, since a blob key is never
+	// written twice. A store that is not this process's alone is remote
+	// (a bucket): each of its blobs read is worth keeping. A local file
+	// is sent by sendfile, nearly as cheaply as from memory, so it is
+	// kept only once it is asked for again: images read once (a spread
+	// over many) do not churn the cache.
+	if s.cfg.SoleWriter {
+		return s.openStored(ctx, u, id, cacheOnSecondRead)
+	}
+	return s.openStored(ctx, u, id, cacheEachRead)
 }
 
-func (s *Service) openStored(ctx context.Context, u User, id string, cache bool) (img Image, rc io.ReadCloser, storedSize int64, err error) {
+// storedCaching says whether openStored keeps the stored bytes it reads in
+// the hot cache.
+type storedCaching int
+
+const (
+	cacheNever        storedCaching = iota
+	cacheEachRead                   // each blob read
+	cacheOnSecondRead               // a blob read again soon after (see hotCache.seenBefore)
+)
+
+func (s *Service) openStored(ctx context.Context, u User, id string, caching storedCaching) (img Image, rc io.ReadCloser, storedSize int64, err error) {
 	uh := userHashOf(u.Name)
 	c := s.hot
-	if !cache {
+	if caching == cacheNever {
 		c = nil
 	}
 	tried := ""
@@ -394,7 +409,8 @@ func (s *Service) openStored(ctx context.Context, u User, id string, cache bool)
 			rc.Close()
 			return Image{}, nil, 0, fmt.Errorf("image %s: %w: %d stored bytes, %d recorded", id, ErrDamaged, attrs.Size, img.StoredSize)
 		}
-		if c != nil && attrs.Size <= min(c.maxItem, maxStoredCacheItem) {
+		if c != nil && attrs.Size <= min(c.maxItem, maxStoredCacheItem) &&
+			(caching == cacheEachRead || c.seenBefore(storedCacheKey(key))) {
 			data := make([]byte, attrs.Size)
 			_, err := io.ReadFull(rc, data)
 			rc.Close()

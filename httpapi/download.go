@@ -77,9 +77,17 @@ func (s *Server) serveImageAs(w http.ResponseWriter, r *http.Request, u domain.U
 			w.WriteHeader(http.StatusOK)
 			return
 		}
+		w.WriteHeader(http.StatusOK)
+		if mem, ok := stored.(inMemory); ok && int64(mem.Len()) == storedSize {
+			// Cached: the headers and the bytes leave in one write (see
+			// writeInMemory), with no cork to set and lift.
+			if n, err := io.Copy(w, stored); err != nil || n != storedSize {
+				s.abortDownload(r, n, storedSize, err)
+			}
+			return
+		}
 		uncork := corked(ctx)
 		defer uncork()
-		w.WriteHeader(http.StatusOK)
 		// Flushing the headers first spares the copy of the body's first
 		// bytes through a buffer that net/http makes otherwise (for
 		// sniffing), and the limit tells sendfile where the file ends, so

@@ -117,7 +117,7 @@ func (m *Metrics) Counts(f func() (users, images int64)) {
 	)
 }
 
-// HotCache registers the figures of the cache of decompressed images,
+// HotCache registers the figures of the memory cache of images,
 // read from f at each scrape.
 func (m *Metrics) HotCache(f func() (hits, misses, bytes, entries, capacity int64)) {
 	if m == nil {
@@ -130,11 +130,11 @@ func (m *Metrics) HotCache(f func() (hits, misses, bytes, entries, capacity int6
 		}
 	}
 	m.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_image_cache_hits_total", Help: "Downloads of decompressed images served from the memory cache."}, pick(0)),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_image_cache_misses_total", Help: "Downloads of decompressed images that read and filled the memory cache."}, pick(1)),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_bytes", Help: "Bytes of decompressed images held in the memory cache."}, pick(2)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_image_cache_hits_total", Help: "Downloads served from the memory cache of images."}, pick(0)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_image_cache_misses_total", Help: "Downloads that read an image and filled the memory cache with it."}, pick(1)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_bytes", Help: "Bytes of images (decompressed, or as stored) held in the memory cache."}, pick(2)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_entries", Help: "Images held in the memory cache."}, pick(3)),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_capacity_bytes", Help: "Size of the memory cache of decompressed images (--cache-size)."}, pick(4)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagestore_image_cache_capacity_bytes", Help: "Size of the memory cache of images (--cache-size)."}, pick(4)),
 	)
 }
 

@@ -115,7 +115,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			envErrs["cache-size"] = fmt.Errorf("IMAGESTORE_CACHE_SIZE: %v", err)
 		}
 	}
-	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for decompressed images, served to clients that do not take gzip without decompressing them again; 0 turns it off (IMAGESTORE_CACHE_SIZE)")
+	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for recently read images, decompressed and as stored, served again without decompressing or reading them; 0 turns it off (IMAGESTORE_CACHE_SIZE)")
 	fs.IntVar(&c.variantMaxSize, "variant-max-size", int(envInt("variant-max-size", "IMAGESTORE_VARIANT_MAX_SIZE", domain.DefaultMaxVariantSize)), "largest width or height, in `pixels`, of an image variant (GET /api/v1/images/{id}?w=&h=) (IMAGESTORE_VARIANT_MAX_SIZE)")
 	if v := getenv("IMAGESTORE_STRIP_METADATA"); v != "" {
 		var err error
