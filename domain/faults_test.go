@@ -47,15 +47,31 @@ func observe(t *testing.T, svc *domain.Service, u domain.User) string {
 // operation in turn, on the real file store: create, write, sync, rename,
 // the folder's sync, and removal. Every failure must leave the previous
 // state exactly (or, where the failing step came after the commit, the
-// new one, whole); nothing listed may lack its bytes; no temporary file
-// may stay; and the next attempt must succeed.
+// new one, whole), for the server that met it and for one started afresh;
+// nothing listed may lack its bytes; no temporary file may stay; and the
+// next attempt must succeed. It runs as servers sharing a store do, and
+// as the server that owns its data folder does, whose lists are a log of
+// changes: an upload on a full log (which writes the list whole and
+// removes the log) is one more operation.
 func TestFaultsLeavePreviousState(t *testing.T) {
+	for _, sole := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sole=%v", sole), func(t *testing.T) { testFaults(t, sole) })
+	}
+}
+
+func testFaults(t *testing.T, sole bool) {
+	cfg := domain.DefaultConfig
+	cfg.SoleWriter = sole
 	png, jpg, gif := fixture(t, "png-rgb.png"), fixture(t, "jpeg-baseline.jpg"), fixture(t, "gif-still.gif")
 	type op struct {
 		name string
 		do   func(svc *domain.Service, u domain.User, ids []string) error
 	}
 	ops := []op{
+		{"upload on a full log", func(svc *domain.Service, u domain.User, _ []string) error {
+			_, err := svc.Upload(context.Background(), u, "new.gif", bytes.NewReader(gif))
+			return err
+		}},
 		{"upload", func(svc *domain.Service, u domain.User, _ []string) error {
 			_, err := svc.Upload(context.Background(), u, "new.gif", bytes.NewReader(gif))
 			return err
@@ -76,8 +92,12 @@ func TestFaultsLeavePreviousState(t *testing.T) {
 	injected := errors.New("injected fault")
 	cases := 0
 	for _, o := range ops {
+		full := o.name == "upload on a full log"
+		if full && !sole {
+			continue
+		}
 		for _, step := range steps {
-			for k := 1; ; k++ {
+			for k := 1; !full || k <= 3; k++ { // a full log: its first removals only
 				var armed atomic.Bool
 				var seen atomic.Int32
 				fs, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(s, key string) error {
@@ -89,9 +109,14 @@ func TestFaultsLeavePreviousState(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				svc := newService(t, fs, domain.DefaultConfig)
+				svc := newService(t, fs, cfg)
 				u := newUser(t, svc, "faulty")
 				ids := []string{upload(t, svc, u, "a.png", png).ID, upload(t, svc, u, "b.jpg", jpg).ID}
+				if full {
+					for i := range 63 { // the list's log is then full
+						upload(t, svc, u, fmt.Sprintf("%d.png", i), uniquePNG(t, i))
+					}
+				}
 				before := observe(t, svc, u)
 
 				armed.Store(true)
@@ -104,6 +129,9 @@ func TestFaultsLeavePreviousState(t *testing.T) {
 				}
 				cases++
 				after := observe(t, svc, u)
+				if fresh := observe(t, newService(t, fs, cfg), u); fresh != after {
+					t.Errorf("%s, fault at %s #%d: a server started afresh sees\n%s\nthe one that met the fault\n%s", o.name, step, k, fresh, after)
+				}
 				committedAfter := step == "syncdir" || step == "delete" // the change was already made
 				switch {
 				case err != nil && after == before:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -15,9 +16,14 @@ import (
 )
 
 // index is a user's list of images, in upload order, kept in the store as
-// one record per user.
+// one record per user, and on a data folder a log of the changes since
+// that record (see indexlog.go).
 type index struct {
 	Images []Image `json:"images"`
+	// Log says that the changes after this record are in log records,
+	// from Seq+1 on. In memory, Seq is that of the last record read.
+	Log bool   `json:"log,omitempty"`
+	Seq uint64 `json:"seq,omitempty"`
 
 	// Positions by id and by name, built for the lists kept in the cache
 	// (which are read-only); nil on a working copy, which is searched.
@@ -61,7 +67,7 @@ func (ix index) frozen() index {
 
 // working returns a copy of ix that may be changed.
 func (ix index) working() index {
-	return index{Images: slices.Clone(ix.Images)}
+	return index{Images: slices.Clone(ix.Images), Log: ix.Log, Seq: ix.Seq}
 }
 
 // maxCachedIndexes bounds the cache of decoded indexes; maxCachedTokens
@@ -71,11 +77,12 @@ const (
 	maxCachedTokens  = 65536
 )
 
-// cachedIndex is a decoded index and the ETag of the record it came from
-// ("" for a user without one).
+// cachedIndex is a decoded index, and the ETag and seq of the record it
+// came from (etag "" for a user without one).
 type cachedIndex struct {
-	etag string
-	ix   index
+	etag    string
+	baseSeq uint64
+	ix      index
 }
 
 // writeGen returns the counter of writes of the records of the user with
@@ -91,38 +98,57 @@ func (s *Service) writeGen(uh string) *atomic.Uint64 {
 // The index returned is shared with a cache: callers must not modify it
 // (updateIndex works on a copy).
 func (s *Service) loadIndex(ctx context.Context, uh string) (index, string, error) {
+	c, err := s.loadIndexState(ctx, uh)
+	return c.ix, c.etag, err
+}
+
+// loadIndexState is loadIndex, with the seq of the record read.
+func (s *Service) loadIndexState(ctx context.Context, uh string) (cachedIndex, error) {
 	c, cached := s.indexes.get(uh)
 	if cached && s.cfg.SoleWriter {
-		return c.ix, c.etag, nil // every write went through this Service
+		return c, nil // every write went through this Service
 	}
 	gen := s.writeGen(uh)
-	g := gen.Load()
-	// Shared store: a decoded index is kept while the store's ETag for it
-	// stays the same, a stat instead of reading and decoding it again.
-	attrs, err := s.store.Stat(ctx, indexKey(uh))
-	if errors.Is(err, storage.ErrNotFound) {
-		if s.cfg.SoleWriter {
-			s.indexes.putIf(uh, cachedIndex{}, func() bool { return gen.Load() == g })
+	for attempt := 0; ; attempt++ {
+		g := gen.Load()
+		// Shared store: a decoded index is kept while the store's ETag for
+		// it stays the same, a stat instead of reading and decoding it
+		// again.
+		attrs, err := s.store.Stat(ctx, indexKey(uh))
+		if errors.Is(err, storage.ErrNotFound) {
+			if s.cfg.SoleWriter {
+				s.indexes.putIf(uh, cachedIndex{}, func() bool { return gen.Load() == g })
+			}
+			return cachedIndex{}, nil
 		}
-		return index{}, "", nil
+		if err != nil {
+			return cachedIndex{}, err
+		}
+		if cached && c.etag == attrs.ETag {
+			return c, nil
+		}
+		var ix index
+		etag, err := s.getJSON(ctx, indexKey(uh), &ix)
+		if errors.Is(err, storage.ErrNotFound) {
+			return cachedIndex{}, nil
+		}
+		if err != nil {
+			return cachedIndex{}, err
+		}
+		st := cachedIndex{etag: etag, baseSeq: ix.Seq}
+		if ix.Log {
+			ix.Seq, err = s.readIndexLog(ctx, uh, st.baseSeq, &ix)
+			if errors.Is(err, errIndexLogGap) && gen.Load() != g && attempt < 100 {
+				continue // a compaction removed records meanwhile: read again
+			}
+			if err != nil {
+				return cachedIndex{}, fmt.Errorf("the list of images: %w", err)
+			}
+		}
+		st.ix = ix.frozen()
+		s.indexes.putIf(uh, st, func() bool { return gen.Load() == g })
+		return st, nil
 	}
-	if err != nil {
-		return index{}, "", err
-	}
-	if cached && c.etag == attrs.ETag {
-		return c.ix, c.etag, nil
-	}
-	var ix index
-	etag, err := s.getJSON(ctx, indexKey(uh), &ix)
-	if errors.Is(err, storage.ErrNotFound) {
-		return index{}, "", nil
-	}
-	if err != nil {
-		return index{}, "", err
-	}
-	ix = ix.frozen()
-	s.indexes.putIf(uh, cachedIndex{etag: etag, ix: ix}, func() bool { return gen.Load() == g })
-	return ix, etag, nil
 }
 
 // An indexOp is one change waiting to be written into a user's index.
@@ -210,14 +236,14 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 	}()
 	gen := s.writeGen(uh)
 	for {
-		cur, etag, err := s.loadIndex(ctx, uh)
+		cur, err := s.loadIndexState(ctx, uh)
 		if err != nil {
 			for i := range results {
 				results[i] = err
 			}
 			return
 		}
-		ix := cur.working()
+		ix := cur.ix.working()
 		changed := false
 		outcomes := make([]error, len(batch))
 		for i, op := range batch {
@@ -239,15 +265,14 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 			copy(results, outcomes)
 			return
 		}
-		cond := storage.Cond{IfMatch: etag}
-		if etag == "" {
-			cond = storage.Cond{IfAbsent: true}
-		}
-		newTag, err := s.putIndex(ctx, uh, ix.Images, cond)
+		next, err := s.writeIndex(ctx, uh, cur, ix)
 		gen.Add(1)
 		if err == nil {
-			s.indexes.put(uh, cachedIndex{etag: newTag, ix: ix.frozen()})
+			s.indexes.put(uh, next)
 			copy(results, outcomes)
+			if next.baseSeq > cur.baseSeq {
+				s.pruneIndexLog(ctx, uh, next.baseSeq) // compacted: see indexlog.go
+			}
 			return
 		}
 		// The write's outcome may be unknown (a failed fsync after the
@@ -267,13 +292,53 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 
 var indexBuffers sync.Pool // of *[]byte
 
+// writeIndex writes ix, the user's list after cur with a batch's changes,
+// and returns what the cache keeps of it: on a data folder, as a log
+// record while the log is short, else whole (see indexlog.go).
+func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix index) (cachedIndex, error) {
+	seq := cur.ix.Seq
+	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog {
+		if rec, ok := indexDiff(cur.ix, ix); ok {
+			if err := s.putIndexLog(ctx, uh, seq+1, &rec); err != nil {
+				return cachedIndex{}, err
+			}
+			ix.Seq = seq + 1
+			return cachedIndex{etag: cur.etag, baseSeq: cur.baseSeq, ix: ix.frozen()}, nil
+		}
+	}
+	cond := storage.Cond{IfMatch: cur.etag}
+	if cur.etag == "" {
+		cond = storage.Cond{IfAbsent: true}
+	}
+	ix.Log, ix.Seq = s.cfg.SoleWriter, 0
+	if ix.Log {
+		if cur.ix.Log {
+			ix.Seq = seq
+		} else {
+			// The first base with a log: records left from before it
+			// (none, unless the folder was tampered with) must not be
+			// read after it.
+			s.pruneIndexLog(ctx, uh, math.MaxUint64)
+		}
+	}
+	tag, err := s.putIndex(ctx, uh, ix, cond)
+	if err != nil {
+		return cachedIndex{}, err
+	}
+	return cachedIndex{etag: tag, baseSeq: ix.Seq, ix: ix.frozen()}, nil
+}
+
 // putIndex writes the user's index record.
-func (s *Service) putIndex(ctx context.Context, uh string, imgs []Image, cond storage.Cond) (etag string, err error) {
+func (s *Service) putIndex(ctx context.Context, uh string, ix index, cond storage.Cond) (etag string, err error) {
 	bp, _ := indexBuffers.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	*bp = appendIndexJSON((*bp)[:0], imgs)
+	if ix.Log {
+		*bp = appendLoggedIndexJSON((*bp)[:0], ix.Seq, ix.Images)
+	} else {
+		*bp = appendIndexJSON((*bp)[:0], ix.Images)
+	}
 	attrs, err := s.store.Put(ctx, indexKey(uh), bytes.NewReader(*bp), cond)
 	if cap(*bp) <= 4<<20 { // a very large list's buffer is not kept
 		indexBuffers.Put(bp)

@@ -7,11 +7,27 @@ import (
 )
 
 // appendIndexJSON appends the index record of imgs, in the JSON that
-// encoding/json reads back into an index, without reflection: a user's
-// whole list is written on every change of it, and encoding/json spent
-// more time on that than the rest of an upload's work in the server.
+// encoding/json reads back into an index, without reflection: on a shared
+// store a user's whole list is written on every change of it, and
+// encoding/json spent more time on that than the rest of an upload's work
+// in the server.
 func appendIndexJSON(b []byte, imgs []Image) []byte {
 	b = append(b, `{"images":[`...)
+	return appendImagesJSON(b, imgs)
+}
+
+// appendLoggedIndexJSON appends the index record of imgs that says the
+// changes after it are in log records, from seq+1 on (see indexlog.go).
+func appendLoggedIndexJSON(b []byte, seq uint64, imgs []Image) []byte {
+	b = append(b, `{"log":true,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"images":[`...)
+	return appendImagesJSON(b, imgs)
+}
+
+// appendImagesJSON appends imgs as the elements of a JSON array, and the
+// end of the array and of its object.
+func appendImagesJSON(b []byte, imgs []Image) []byte {
 	for i := range imgs {
 		if i > 0 {
 			b = append(b, ',')

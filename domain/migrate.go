@@ -158,6 +158,9 @@ func Migrate(ctx context.Context, src, dst storage.Store, opts MigrateOptions) (
 		case strings.HasPrefix(key, "variants/") || strings.HasPrefix(key, "health/"):
 			// Caches (variants are made again on demand) and probes.
 			continue
+		case strings.HasPrefix(key, "indexlog/"):
+			// A data folder's lists are copied whole, their logs applied.
+			continue
 		case strings.HasPrefix(key, "blobs/"):
 			blobKeys = append(blobKeys, key)
 		case isIndex:
@@ -393,16 +396,19 @@ func (m *migration) copyIndex(ctx context.Context, key string) {
 		m.fail(ctx, MigrateFailure{Key: key, Source: isDecodeError(err), Err: fmt.Errorf("read the list: %w", err)})
 		return
 	}
-	data, ok := m.readSource(ctx, key)
-	if !ok {
-		return
-	}
-	var ix index
-	if err := json.Unmarshal(data, &ix); err != nil {
-		m.fail(ctx, MigrateFailure{Key: key, Source: true, Err: fmt.Errorf("decode the list: %w", err)})
-		return
-	}
+	// The list as the source's servers read it (a data folder's with its
+	// log applied), written whole.
 	uh, _ := indexUser(key)
+	ix, etag, err := m.srcSvc.loadIndex(ctx, uh)
+	switch {
+	case err == nil && etag == "":
+		m.fail(ctx, MigrateFailure{Key: key, Err: errors.New("removed from the source during the migration (is a server using it?)")})
+		return
+	case err != nil:
+		m.fail(ctx, MigrateFailure{Key: key, Source: isDecodeError(err), Err: fmt.Errorf("read the list: %w", err)})
+		return
+	}
+	data := appendIndexJSON(nil, ix.Images)
 	var notCopied, changed int
 	for _, img := range ix.Images {
 		k := blobKey(uh, img.Blob)

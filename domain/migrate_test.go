@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"path"
 	"slices"
@@ -532,4 +533,41 @@ func TestMigrateSkipsCaches(t *testing.T) {
 	}
 	checkSameKeys(t, src, dst, skipped...)
 	checkSameService(t, src, dst, tokens, oldToken)
+}
+
+// TestMigrateLoggedLists: a data folder's lists, kept as a base and a log
+// of changes by the server that owns it, arrive whole, with every change
+// of their log, and run again the migration has nothing to do.
+func TestMigrateLoggedLists(t *testing.T) {
+	ctx := t.Context()
+	src, dst := fileStore(t), memStore(t)
+	cfg := domain.DefaultConfig
+	cfg.SoleWriter = true
+	svc := newService(t, src, cfg)
+	u := newUser(t, svc, "logged")
+	var imgs []domain.Image
+	for i := range 80 { // more writes than a log holds: a compaction, then records
+		imgs = append(imgs, upload(t, svc, u, fmt.Sprintf("%d.png", i), uniquePNG(t, i)))
+	}
+	if err := svc.Delete(ctx, u, imgs[3].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Replace(ctx, u, imgs[70].ID, "replaced.png", bytes.NewReader(uniquePNG(t, 1000))); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys(t, src, "indexlog/")) == 0 {
+		t.Fatal("the source has no log records: nothing tested")
+	}
+	rep := migrate(t, src, dst, domain.MigrateOptions{})
+	if len(rep.Failures) != 0 || rep.Images != 79 {
+		t.Fatalf("report %+v, failures %v: want 79 images", rep, rep.Failures)
+	}
+	if got := keys(t, dst, "indexlog/"); len(got) != 0 {
+		t.Errorf("log records copied: %q", got)
+	}
+	checkSameService(t, src, dst, []string{u.Token}, "no-such-token")
+	rep = migrate(t, src, dst, domain.MigrateOptions{})
+	if rep.Copied != 0 || len(rep.Failures) != 0 {
+		t.Errorf("second run: report %+v, want nothing copied", rep)
+	}
 }

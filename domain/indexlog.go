@@ -1,0 +1,213 @@
+package domain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/imagestore/imagestore/storage"
+)
+
+// A user's list of images on a store that is the process's alone (a data
+// folder) is a base record and a log. Rewriting the whole list for each
+// upload costs in proportion to its length: a user with 10,000 images
+// would write 2.5 MB for each 100 KB image. So each write of a list there
+// is a small log record instead, which holds what the write changed, under
+// the next sequence number:
+//
+//	index/<user hash>.json                    {"log":true,"seq":B,"images":[...]}
+//	indexlog/<user hash>/<seq, 16 hex>.json   {"put":[...],"del":[...]}
+//
+// The list is the base's images with the records B+1, B+2, ... applied in
+// order. Every maxIndexLog records the whole list is written again as a
+// new base (compaction), whose seq is the last record it folds in, and the
+// records up to it are removed, oldest first. Records at or below the
+// base's seq are leftovers of a compaction cut short, ignored and removed
+// by the next one.
+//
+// A reader that missed a compaction's removals sees a gap (the base it
+// read is followed by a record above B+1), since the oldest record goes
+// first: it reads again. Records are created if absent, so a write never
+// replaces another; the process is the store's only writer, and the writes
+// of one user's list take turns (see updateIndex), so the next sequence
+// number is always free.
+//
+// A base without "log" (a bucket's, written by servers that share it, or a
+// data folder's from before the log) has no records: such a list is
+// rewritten whole, and a data folder's first write rewrites it with "log".
+
+// maxIndexLog is how many log records a list may have before it is
+// written whole again.
+const maxIndexLog = 64
+
+func indexLogPrefix(userHash string) string { return "indexlog/" + userHash + "/" }
+
+func indexLogKey(userHash string, seq uint64) string {
+	return fmt.Sprintf("indexlog/%s/%016x.json", userHash, seq)
+}
+
+// indexLogSeq returns the sequence number of a log record's key.
+func indexLogSeq(key string) (uint64, bool) {
+	i := strings.LastIndexByte(key, '/')
+	name, ok := strings.CutSuffix(key[i+1:], ".json")
+	if !ok || len(name) != 16 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(name, 16, 64)
+	return seq, err == nil
+}
+
+// indexLogRecord is one write of a list: the ids of the images it removed,
+// then the images it added (at the end, in order) or changed (in place).
+type indexLogRecord struct {
+	Del []string `json:"del,omitempty"`
+	Put []Image  `json:"put,omitempty"`
+}
+
+func appendIndexLogJSON(b []byte, rec *indexLogRecord) []byte {
+	b = append(b, `{"del":[`...)
+	for i, id := range rec.Del {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, id)
+	}
+	b = append(b, `],"put":[`...)
+	return appendImagesJSON(b, rec.Put)
+}
+
+// apply changes imgs as rec says, and returns them.
+func (rec *indexLogRecord) apply(imgs []Image) []Image {
+	if len(rec.Del) > 0 {
+		imgs = slices.DeleteFunc(imgs, func(img Image) bool { return slices.Contains(rec.Del, img.ID) })
+	}
+	if len(rec.Put) == 0 {
+		return imgs
+	}
+	pos := make(map[string]int, len(imgs)) // each image's place, by id
+	for i, img := range imgs {
+		pos[img.ID] = i
+	}
+	for _, img := range rec.Put {
+		if i, ok := pos[img.ID]; ok {
+			imgs[i] = img
+		} else {
+			pos[img.ID] = len(imgs)
+			imgs = append(imgs, img)
+		}
+	}
+	return imgs
+}
+
+// indexDiff returns the log record that turns old into cur, and false if
+// no record can (cur is not old with images removed, changed in place and
+// added at the end): the list is then written whole.
+func indexDiff(old, cur index) (indexLogRecord, bool) {
+	pos := old.ids
+	if pos == nil {
+		pos = make(map[string]int, len(old.Images))
+		for i, img := range old.Images {
+			pos[img.ID] = i
+		}
+	}
+	var rec indexLogRecord
+	kept := 0
+	for _, img := range cur.Images {
+		i, ok := pos[img.ID]
+		if ok {
+			kept++
+		}
+		if !ok || old.Images[i] != img {
+			rec.Put = append(rec.Put, img)
+		}
+	}
+	if kept < len(old.Images) {
+		in := make(map[string]bool, len(cur.Images))
+		for _, img := range cur.Images {
+			in[img.ID] = true
+		}
+		for _, img := range old.Images {
+			if !in[img.ID] {
+				rec.Del = append(rec.Del, img.ID)
+			}
+		}
+	}
+	// The record must give back cur exactly, order included.
+	replayed := rec.apply(slices.Clone(old.Images))
+	return rec, slices.Equal(replayed, cur.Images)
+}
+
+// errIndexLogGap is met by a reader that raced a compaction (or found a
+// record missing).
+var errIndexLogGap = errors.New("a record of the list's log is missing")
+
+// readIndexLog applies to ix, read from a base whose seq is base, the log
+// records after it, and returns the last one's sequence number (base if
+// there are none).
+func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *index) (uint64, error) {
+	var seqs []uint64
+	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
+		if err != nil {
+			return 0, err
+		}
+		if seq, ok := indexLogSeq(key); ok && seq > base {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	last := base
+	for _, seq := range seqs {
+		if seq != last+1 {
+			return 0, fmt.Errorf("%w: %s after %d", errIndexLogGap, indexLogKey(uh, seq), last)
+		}
+		var rec indexLogRecord
+		if _, err := s.getJSON(ctx, indexLogKey(uh, seq), &rec); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				err = fmt.Errorf("%w: %s: %w", errIndexLogGap, indexLogKey(uh, seq), err)
+			}
+			return 0, err
+		}
+		ix.Images = rec.apply(ix.Images)
+		last = seq
+	}
+	return last, nil
+}
+
+// putIndexLog writes a log record, if no record has its sequence number.
+func (s *Service) putIndexLog(ctx context.Context, uh string, seq uint64, rec *indexLogRecord) error {
+	bp, _ := indexBuffers.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer indexBuffers.Put(bp)
+	*bp = appendIndexLogJSON((*bp)[:0], rec)
+	_, err := s.store.Put(ctx, indexLogKey(uh, seq), bytes.NewReader(*bp), storage.Cond{IfAbsent: true})
+	return storeErr(err)
+}
+
+// pruneIndexLog removes the user's log records up to seq, which a base
+// holds, oldest first (see the top of this file). A record it fails to
+// remove is left for the next compaction.
+func (s *Service) pruneIndexLog(ctx context.Context, uh string, seq uint64) {
+	var old []uint64
+	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
+		if err != nil {
+			s.log.Warn("could not list a list's log records to remove them", "err", err)
+			return
+		}
+		if n, ok := indexLogSeq(key); ok && n <= seq {
+			old = append(old, n)
+		}
+	}
+	slices.Sort(old)
+	for _, n := range old {
+		if err := s.store.Delete(ctx, indexLogKey(uh, n)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log.Warn("could not remove a list's log record; the next compaction will", "key", indexLogKey(uh, n), "err", err)
+			return
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imagestore/imagestore/storage"
+	"github.com/imagestore/imagestore/storage/memstore"
+)
+
+// indexPuts counts the writes of whole lists and of log records.
+type indexPuts struct {
+	storage.Store
+	whole, records atomic.Int64
+}
+
+func (s *indexPuts) Put(ctx context.Context, key string, r io.Reader, cond storage.Cond) (storage.Attrs, error) {
+	switch {
+	case strings.HasPrefix(key, "index/"):
+		s.whole.Add(1)
+	case strings.HasPrefix(key, "indexlog/"):
+		s.records.Add(1)
+	}
+	return s.Store.Put(ctx, key, r, cond)
+}
+
+func soleService(t *testing.T, st storage.Store) *Service {
+	t.Helper()
+	cfg := DefaultConfig
+	cfg.SoleWriter = true
+	svc, err := New(st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func addImage(name string) func(*index) error {
+	return func(ix *index) error {
+		ix.Images = append(ix.Images, Image{ID: NewID(), Name: name, Blob: newBlobName(), Created: time.Now().UTC()})
+		return nil
+	}
+}
+
+func names(imgs []Image) []string {
+	out := make([]string, len(imgs))
+	for i, img := range imgs {
+		out[i] = img.Name
+	}
+	return out
+}
+
+func logRecords(t *testing.T, st storage.Store, uh string) []string {
+	t.Helper()
+	var out []string
+	for key, err := range st.List(t.Context(), indexLogPrefix(uh)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
+// TestIndexLog: on a store that is the process's alone, each write of a
+// list is a small log record, the list is written whole once every
+// maxIndexLog writes, and a server started afresh on the store reads the
+// same list as the one that wrote it, after any mix of uploads,
+// replacements and deletions.
+func TestIndexLog(t *testing.T) {
+	ctx := t.Context()
+	st := &indexPuts{Store: memstore.New()}
+	svc := soleService(t, st)
+	uh := userHashOf("logged")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var model []Image // what the list must be
+	const ops = 300
+	for op := range ops {
+		var change func(*index) error
+		switch k := rng.IntN(10); {
+		case k < 6 || len(model) < 3: // upload
+			img := Image{ID: NewID(), Name: fmt.Sprintf("img-%d", op), Blob: newBlobName(), Created: time.Unix(int64(op), 0).UTC()}
+			model = append(model, img)
+			change = func(ix *index) error { ix.Images = append(ix.Images, img); return nil }
+		case k < 8: // replace in place
+			i := rng.IntN(len(model))
+			model[i].Blob, model[i].Name = newBlobName(), fmt.Sprintf("replaced-%d", op)
+			img := model[i]
+			change = func(ix *index) error { ix.Images[ix.byID(img.ID)] = img; return nil }
+		default: // delete
+			i := rng.IntN(len(model))
+			id := model[i].ID
+			model = slices.Delete(model, i, i+1)
+			change = func(ix *index) error { ix.Images = slices.Delete(ix.Images, ix.byID(id), ix.byID(id)+1); return nil }
+		}
+		if err := svc.updateIndex(ctx, uh, change); err != nil {
+			t.Fatalf("op %d: %v", op, err)
+		}
+		if n := len(logRecords(t, st, uh)); n > maxIndexLog {
+			t.Fatalf("op %d: %d log records, more than %d", op, n, maxIndexLog)
+		}
+		if op%25 == 24 || op == ops-1 {
+			fresh := soleService(t, st)
+			ix, _, err := fresh.loadIndex(ctx, uh)
+			if err != nil {
+				t.Fatalf("op %d: a fresh server: %v", op, err)
+			}
+			if !slices.Equal(ix.Images, model) {
+				t.Fatalf("op %d: a fresh server reads\n%q\nwant\n%q", op, names(ix.Images), names(model))
+			}
+		}
+	}
+	ix, _, _ := svc.loadIndex(ctx, uh)
+	if !slices.Equal(ix.Images, model) {
+		t.Fatalf("the writer's own list differs from the model")
+	}
+	whole, records := st.whole.Load(), st.records.Load()
+	t.Logf("%d writes: %d whole lists, %d log records", ops, whole, records)
+	if wantWhole := int64(ops/(maxIndexLog+1) + 1); whole != wantWhole || whole+records != ops {
+		t.Errorf("%d whole lists and %d log records for %d writes, want %d whole", whole, records, ops, wantWhole)
+	}
+}
+
+// TestIndexLogGap: a log record missing between others (a folder damaged
+// by hand) is an error, never a list silently missing changes.
+func TestIndexLogGap(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	svc := soleService(t, st)
+	uh := userHashOf("gap")
+	for i := range 5 {
+		if err := svc.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Delete(ctx, indexLogKey(uh, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := soleService(t, st).loadIndex(ctx, uh); !errors.Is(err, errIndexLogGap) {
+		t.Fatalf("a list with a record missing: %v, want errIndexLogGap", err)
+	}
+}
+
+// TestIndexLogFromWholeList: a list written whole (by servers sharing a
+// bucket, or before the log existed) goes on with a log once a server
+// that owns the store writes it, and records found beside a list without
+// a log are never applied to it.
+func TestIndexLogFromWholeList(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	shared, err := New(st, DefaultConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uh := userHashOf("upgraded")
+	for _, name := range []string{"a", "b"} {
+		if err := shared.updateIndex(ctx, uh, addImage(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := logRecords(t, st, uh); len(got) != 0 {
+		t.Fatalf("servers sharing a store wrote log records: %q", got)
+	}
+	// A stray record, as if left by hand.
+	stray := indexLogRecord{Put: []Image{{ID: NewID(), Name: "stray", Blob: newBlobName()}}}
+	if err := shared.putIndexLog(ctx, uh, 1, &stray); err != nil {
+		t.Fatal(err)
+	}
+	sole := soleService(t, st)
+	if err := sole.updateIndex(ctx, uh, addImage("c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sole.updateIndex(ctx, uh, addImage("d")); err != nil {
+		t.Fatal(err)
+	}
+	ix, _, err := soleService(t, st).loadIndex(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(ix.Images); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("list %q, want a b c d", got)
+	}
+	if got := logRecords(t, st, uh); len(got) != 1 {
+		t.Errorf("log records %q, want the one of d", got)
+	}
+}
+
+// TestIndexLogReadDuringCompaction: a read that misses the cache while
+// writes go on, compactions and their removals included, returns a list
+// with every change acknowledged before it began, in order.
+func TestIndexLogReadDuringCompaction(t *testing.T) {
+	ctx := t.Context()
+	svc := soleService(t, slowLists{memstore.New()})
+	uh := userHashOf("busy")
+	const writes = 600
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range writes {
+			if err := svc.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+				t.Error(err)
+				return
+			}
+			acked.Store(int64(i + 1))
+		}
+	})
+	for range 4 {
+		wg.Go(func() {
+			for acked.Load() < writes && !t.Failed() {
+				before := acked.Load()
+				svc.indexes.forget(uh)
+				ix, _, err := svc.loadIndex(ctx, uh)
+				if err != nil {
+					t.Errorf("read: %v", err)
+					return
+				}
+				if int64(len(ix.Images)) < before {
+					t.Errorf("read %d images after %d were acknowledged", len(ix.Images), before)
+					return
+				}
+				for i, img := range ix.Images {
+					if img.Name != fmt.Sprint(i) {
+						t.Errorf("image %d is %q", i, img.Name)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// slowLists reads whole lists and removes log records slowly, so that
+// reads of the log land amid a compaction's removals.
+type slowLists struct{ storage.Store }
+
+func (s slowLists) Get(ctx context.Context, key string) (io.ReadCloser, storage.Attrs, error) {
+	if strings.HasPrefix(key, "index/") {
+		time.Sleep(500 * time.Microsecond)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+func (s slowLists) Delete(ctx context.Context, key string) error {
+	if strings.HasPrefix(key, "indexlog/") {
+		time.Sleep(100 * time.Microsecond)
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+// TestIndexDiff: a record is made for every change that removes, changes
+// in place or adds at the end, and refused for any other (a reordering),
+// which is then written whole.
+func TestIndexDiff(t *testing.T) {
+	img := func(name string) Image { return Image{ID: NewID(), Name: name, Blob: newBlobName()} }
+	a, b, c, d := img("a"), img("b"), img("c"), img("d")
+	old := index{Images: []Image{a, b, c}}
+	b2 := b
+	b2.Name = "b2"
+	for _, tc := range []struct {
+		cur  []Image
+		ok   bool
+		puts int
+		dels int
+	}{
+		{[]Image{a, b, c, d}, true, 1, 0},
+		{[]Image{a, c}, true, 0, 1},
+		{[]Image{a, b2, c}, true, 1, 0},
+		{[]Image{b2, d}, true, 2, 2},
+		{[]Image{}, true, 0, 3},
+		{[]Image{a, c, b}, false, 0, 0},
+		{[]Image{d, a, b, c}, false, 0, 0},
+	} {
+		rec, ok := indexDiff(old, index{Images: tc.cur})
+		if ok != tc.ok || ok && (len(rec.Put) != tc.puts || len(rec.Del) != tc.dels) {
+			t.Errorf("%q: ok %v, %d puts, %d deletions; want %v, %d, %d", names(tc.cur), ok, len(rec.Put), len(rec.Del), tc.ok, tc.puts, tc.dels)
+		}
+		if ok {
+			if got := rec.apply(slices.Clone(old.Images)); !slices.Equal(got, tc.cur) {
+				t.Errorf("%q: the record gives %q", names(tc.cur), names(got))
+			}
+		}
+	}
+}
