@@ -32,6 +32,7 @@ func (b *bench) workloads() []workload {
 		{"delete", nil, true, b.deletes},
 		{"list-10k", nil, true, func(ctx context.Context) error { return b.lists(ctx, "list-10k", false) }},
 		{"list-10k-v1-page", nil, true, func(ctx context.Context) error { return b.lists(ctx, "list-10k-v1-page", true) }},
+		{"upload-100k-10k-list", nil, true, b.uploadsIntoSet},
 		{"generate-token", nil, true, b.generateTokens},
 		{"big-upload-20m", nil, false, b.bigUploads},
 		{"startup-100k", nil, false, b.startupRun},
@@ -504,6 +505,33 @@ func (b *bench) uploads(ctx context.Context, workload string, userPerClient bool
 			return r, err
 		}
 		if err := b.compare(ctx, server, b.durableRun(workload, c)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// uploadsIntoSet measures uploads of the 100 KB JPEG with unique names into
+// the user of the seeded image set (10,000 images at first, more after
+// each run), beside the durable loop: what a user's long list costs each
+// upload.
+func (b *bench) uploadsIntoSet(ctx context.Context) error {
+	set, err := b.ensureSeeded(ctx)
+	if err != nil {
+		return err
+	}
+	url := b.srv.seedURL("token/%s/upload-image/", set.token)
+	for _, c := range b.opts.concs {
+		server := func(ctx context.Context, rep int) (*result, error) {
+			spec := loadSpec{conc: c, duration: b.opts.duration, run: rep + 1, next: func(w, i int) (*call, bool) {
+				parts, ct := multipartBody(fmt.Sprintf("l-%d-%d-%d-%d.jpg", c, rep, w, i), "image/jpeg", b.fx.photo)
+				return &call{method: http.MethodPost, url: url, body: parts, want: http.StatusCreated,
+					header: http.Header{"Content-Type": {ct}}}, true
+			}}
+			r, _, _, err := b.serverLoad(ctx, b.srv, "upload-100k-10k-list", spec)
+			return r, err
+		}
+		if err := b.compare(ctx, server, b.durableRun("upload-100k-10k-list", c)); err != nil {
 			return err
 		}
 	}

@@ -82,7 +82,11 @@ func (s *Service) Check(ctx context.Context, repair bool, progress func(done int
 		}
 		if repair && len(missing) > 0 {
 			err := s.updateIndex(ctx, uh, func(ix *index) error {
-				ix.Images = slices.DeleteFunc(ix.Images, func(img Image) bool { return slices.Contains(missing, img.ID) })
+				for i := len(ix.Images) - 1; i >= 0; i-- {
+					if slices.Contains(missing, ix.Images[i].ID) {
+						ix.remove(i)
+					}
+				}
 				return nil
 			})
 			if err != nil {

@@ -18,6 +18,12 @@ import (
 // index is a user's list of images, in upload order, kept in the store as
 // one record per user, and on a data folder a log of the changes since
 // that record (see indexlog.go).
+//
+// The lists kept in the cache are shared read-only (see frozen). A batch
+// of changes works on a copy (see working), through add, set and remove,
+// which note what changed: the log record of the batch. The copy costs
+// nothing until an image is changed or removed: additions go after the end
+// of the shared list, in room of its array that no reader looks at.
 type index struct {
 	Images []Image `json:"images"`
 	// Log says that the changes after this record are in log records,
@@ -25,49 +31,194 @@ type index struct {
 	Log bool   `json:"log,omitempty"`
 	Seq uint64 `json:"seq,omitempty"`
 
-	// Positions by id and by name, built for the lists kept in the cache
-	// (which are read-only); nil on a working copy, which is searched.
-	ids, names map[string]int
+	// A shared list's: its lookup by id and name, and its images with
+	// the room after them (Images itself is capped, so that an append by
+	// a reader never writes there).
+	lk    *lookup
+	spare []Image
+
+	// A working copy's: what it changed; the lookup of the list it was
+	// made from (its first baseLen images), usable while the copy has only
+	// added images; whether Images is its own array yet.
+	rec              *indexLogRecord
+	added            map[string]bool // ids added by this batch
+	base             *lookup
+	baseLen          int
+	additionsOnly    bool
+	owned            bool
+	removed, appends int
 }
 
 func (ix *index) byID(id string) int {
-	if ix.ids != nil {
-		if i, ok := ix.ids[id]; ok {
+	switch {
+	case ix.lk != nil:
+		return ix.lk.byID(id)
+	case ix.additionsOnly && ix.base != nil:
+		if i := ix.base.byID(id); i >= 0 {
 			return i
 		}
-		return -1
+		return find(ix.Images, ix.baseLen, func(img *Image) bool { return img.ID == id })
 	}
-	return slices.IndexFunc(ix.Images, func(img Image) bool { return img.ID == id })
+	return find(ix.Images, 0, func(img *Image) bool { return img.ID == id })
 }
 
 func (ix *index) byName(name string) int {
-	if ix.names != nil {
-		if i, ok := ix.names[name]; ok {
+	switch {
+	case ix.lk != nil:
+		return ix.lk.byName(name)
+	case ix.additionsOnly && ix.base != nil:
+		if i := ix.base.byName(name); i >= 0 {
+			return i
+		}
+		return find(ix.Images, ix.baseLen, func(img *Image) bool { return img.Name == name })
+	}
+	return find(ix.Images, 0, func(img *Image) bool { return img.Name == name })
+}
+
+// find returns the position of the first image of imgs[from:] that match
+// accepts, or -1.
+func find(imgs []Image, from int, match func(*Image) bool) int {
+	for i := from; i < len(imgs); i++ {
+		if match(&imgs[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// frozen returns ix, read from the store or made by a batch, ready to be
+// shared read-only.
+func (ix index) frozen() index {
+	n := len(ix.Images)
+	l := &lookup{imgs: ix.Images[:n:n]}
+	if ix.additionsOnly && ix.base != nil && ix.base.depth < maxLookupDepth {
+		// Only additions: the lookup of the list before them still holds
+		// for its images, and a small one for the new ones is added.
+		l.parent, l.from, l.depth = ix.base, ix.baseLen, ix.base.depth+1
+	}
+	return index{Images: ix.Images[:n:n], Log: ix.Log, Seq: ix.Seq, lk: l, spare: ix.Images}
+}
+
+// working returns a copy of ix that a batch may change.
+func (ix index) working() index {
+	imgs := ix.spare
+	if imgs == nil {
+		imgs = ix.Images
+	}
+	return index{Images: imgs, Log: ix.Log, Seq: ix.Seq,
+		rec: &indexLogRecord{}, base: ix.lk, baseLen: len(imgs), additionsOnly: true}
+}
+
+// add appends img to a working copy.
+func (ix *index) add(img Image) {
+	ix.Images = append(ix.Images, img)
+	ix.rec.Put = append(ix.rec.Put, img)
+	if ix.added == nil {
+		ix.added = map[string]bool{}
+	}
+	ix.added[img.ID] = true
+	ix.appends++
+}
+
+// set replaces a working copy's image at i (the same id) by img.
+func (ix *index) set(i int, img Image) {
+	ix.own()
+	ix.Images[i] = img
+	if j := slices.IndexFunc(ix.rec.Put, func(p Image) bool { return p.ID == img.ID }); j >= 0 {
+		ix.rec.Put[j] = img
+	} else {
+		ix.rec.Put = append(ix.rec.Put, img)
+	}
+}
+
+// remove removes a working copy's image at i.
+func (ix *index) remove(i int) {
+	ix.own()
+	id := ix.Images[i].ID
+	ix.Images = slices.Delete(ix.Images, i, i+1)
+	ix.rec.Put = slices.DeleteFunc(ix.rec.Put, func(p Image) bool { return p.ID == id })
+	if ix.added[id] {
+		delete(ix.added, id)
+		ix.appends--
+	} else {
+		ix.rec.Del = append(ix.rec.Del, id)
+		ix.removed++
+	}
+}
+
+// own gives a working copy an array of its own before an image of the
+// shared list is changed or removed.
+func (ix *index) own() {
+	ix.additionsOnly = false
+	if !ix.owned {
+		ix.Images, ix.owned = slices.Clone(ix.Images), true
+	}
+}
+
+// maxLookupDepth bounds the chain of lookups of lists made by additions:
+// past it a lookup is built whole again, which lookups of lists made by
+// additions pay for together.
+const maxLookupDepth = 32
+
+// lookup finds a shared list's images by id and by name. It is built on
+// first use. A list made by adding images to another has a lookup of its
+// new images only, which asks the other list's (parent) for the rest.
+type lookup struct {
+	imgs   []Image
+	parent *lookup // of imgs[:from], if any
+	from   int
+	depth  int
+
+	once       sync.Once
+	ids, names map[string]int // positions in imgs, of imgs[from:]
+}
+
+// minLookupMaps is the length from which a list is worth maps.
+const minLookupMaps = 16
+
+func (l *lookup) build() {
+	if len(l.imgs)-l.from < minLookupMaps {
+		return // searched
+	}
+	l.ids = make(map[string]int, len(l.imgs)-l.from)
+	l.names = make(map[string]int, len(l.imgs)-l.from)
+	for i := l.from; i < len(l.imgs); i++ {
+		l.ids[l.imgs[i].ID] = i
+		if _, dup := l.names[l.imgs[i].Name]; !dup {
+			l.names[l.imgs[i].Name] = i
+		}
+	}
+}
+
+func (l *lookup) byID(id string) int {
+	l.once.Do(l.build)
+	if l.ids != nil {
+		if i, ok := l.ids[id]; ok {
+			return i
+		}
+	} else if i := find(l.imgs, l.from, func(img *Image) bool { return img.ID == id }); i >= 0 {
+		return i
+	}
+	if l.parent != nil {
+		return l.parent.byID(id)
+	}
+	return -1
+}
+
+func (l *lookup) byName(name string) int {
+	if l.parent != nil {
+		if i := l.parent.byName(name); i >= 0 {
+			return i // the first image of that name
+		}
+	}
+	l.once.Do(l.build)
+	if l.names != nil {
+		if i, ok := l.names[name]; ok {
 			return i
 		}
 		return -1
 	}
-	return slices.IndexFunc(ix.Images, func(img Image) bool { return img.Name == name })
-}
-
-// frozen returns ix ready to be shared read-only, with its lookup maps
-// when it is long enough for them to pay.
-func (ix index) frozen() index {
-	ix.ids, ix.names = nil, nil
-	if len(ix.Images) > 16 {
-		ix.ids = make(map[string]int, len(ix.Images))
-		ix.names = make(map[string]int, len(ix.Images))
-		for i, img := range ix.Images {
-			ix.ids[img.ID] = i
-			ix.names[img.Name] = i
-		}
-	}
-	return ix
-}
-
-// working returns a copy of ix that may be changed.
-func (ix index) working() index {
-	return index{Images: slices.Clone(ix.Images), Log: ix.Log, Seq: ix.Seq}
+	return find(l.imgs, l.from, func(img *Image) bool { return img.Name == name })
 }
 
 // maxCachedIndexes bounds the cache of decoded indexes; maxCachedTokens
@@ -298,13 +449,16 @@ var indexBuffers sync.Pool // of *[]byte
 func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix index) (cachedIndex, error) {
 	seq := cur.ix.Seq
 	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog {
-		if rec, ok := indexDiff(cur.ix, ix); ok {
-			if err := s.putIndexLog(ctx, uh, seq+1, &rec); err != nil {
+		if ix.rec != nil && len(ix.Images) == len(cur.ix.Images)+ix.appends-ix.removed {
+			if err := s.putIndexLog(ctx, uh, seq+1, ix.rec); err != nil {
 				return cachedIndex{}, err
 			}
 			ix.Seq = seq + 1
 			return cachedIndex{etag: cur.etag, baseSeq: cur.baseSeq, ix: ix.frozen()}, nil
 		}
+		// A change that went around add, set and remove (a bug): its
+		// record could miss something, so the list is written whole.
+		s.log.Error("a change of an image list was not noted; the list is written whole", "user", uh)
 	}
 	cond := storage.Cond{IfMatch: cur.etag}
 	if cur.etag == "" {

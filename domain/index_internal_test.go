@@ -22,7 +22,7 @@ func TestIndexBatchSurvivesPanic(t *testing.T) {
 	uh := userHashOf("panicky")
 	add := func(name string) func(*index) error {
 		return func(ix *index) error {
-			ix.Images = append(ix.Images, Image{ID: NewID(), Name: name, Blob: newBlobName(), Created: time.Now()})
+			ix.add(Image{ID: NewID(), Name: name, Blob: newBlobName(), Created: time.Now()})
 			return nil
 		}
 	}

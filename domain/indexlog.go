@@ -103,44 +103,6 @@ func (rec *indexLogRecord) apply(imgs []Image) []Image {
 	return imgs
 }
 
-// indexDiff returns the log record that turns old into cur, and false if
-// no record can (cur is not old with images removed, changed in place and
-// added at the end): the list is then written whole.
-func indexDiff(old, cur index) (indexLogRecord, bool) {
-	pos := old.ids
-	if pos == nil {
-		pos = make(map[string]int, len(old.Images))
-		for i, img := range old.Images {
-			pos[img.ID] = i
-		}
-	}
-	var rec indexLogRecord
-	kept := 0
-	for _, img := range cur.Images {
-		i, ok := pos[img.ID]
-		if ok {
-			kept++
-		}
-		if !ok || old.Images[i] != img {
-			rec.Put = append(rec.Put, img)
-		}
-	}
-	if kept < len(old.Images) {
-		in := make(map[string]bool, len(cur.Images))
-		for _, img := range cur.Images {
-			in[img.ID] = true
-		}
-		for _, img := range old.Images {
-			if !in[img.ID] {
-				rec.Del = append(rec.Del, img.ID)
-			}
-		}
-	}
-	// The record must give back cur exactly, order included.
-	replayed := rec.apply(slices.Clone(old.Images))
-	return rec, slices.Equal(replayed, cur.Images)
-}
-
 // errIndexLogGap is met by a reader that raced a compaction (or found a
 // record missing).
 var errIndexLogGap = errors.New("a record of the list's log is missing")

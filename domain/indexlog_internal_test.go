@@ -46,7 +46,7 @@ func soleService(t *testing.T, st storage.Store) *Service {
 
 func addImage(name string) func(*index) error {
 	return func(ix *index) error {
-		ix.Images = append(ix.Images, Image{ID: NewID(), Name: name, Blob: newBlobName(), Created: time.Now().UTC()})
+		ix.add(Image{ID: NewID(), Name: name, Blob: newBlobName(), Created: time.Now().UTC()})
 		return nil
 	}
 }
@@ -90,17 +90,17 @@ func TestIndexLog(t *testing.T) {
 		case k < 6 || len(model) < 3: // upload
 			img := Image{ID: NewID(), Name: fmt.Sprintf("img-%d", op), Blob: newBlobName(), Created: time.Unix(int64(op), 0).UTC()}
 			model = append(model, img)
-			change = func(ix *index) error { ix.Images = append(ix.Images, img); return nil }
+			change = func(ix *index) error { ix.add(img); return nil }
 		case k < 8: // replace in place
 			i := rng.IntN(len(model))
 			model[i].Blob, model[i].Name = newBlobName(), fmt.Sprintf("replaced-%d", op)
 			img := model[i]
-			change = func(ix *index) error { ix.Images[ix.byID(img.ID)] = img; return nil }
+			change = func(ix *index) error { ix.set(ix.byID(img.ID), img); return nil }
 		default: // delete
 			i := rng.IntN(len(model))
 			id := model[i].ID
 			model = slices.Delete(model, i, i+1)
-			change = func(ix *index) error { ix.Images = slices.Delete(ix.Images, ix.byID(id), ix.byID(id)+1); return nil }
+			change = func(ix *index) error { ix.remove(ix.byID(id)); return nil }
 		}
 		if err := svc.updateIndex(ctx, uh, change); err != nil {
 			t.Fatalf("op %d: %v", op, err)
@@ -257,36 +257,87 @@ func (s slowLists) Delete(ctx context.Context, key string) error {
 	return s.Store.Delete(ctx, key)
 }
 
-// TestIndexDiff: a record is made for every change that removes, changes
-// in place or adds at the end, and refused for any other (a reordering),
-// which is then written whole.
-func TestIndexDiff(t *testing.T) {
+// TestIndexChanges: whatever a batch adds, changes and removes, its
+// record gives back the list the batch made, from the list before it; and
+// the lists before and after, sharing their array, each keep their images
+// and find them by id and name.
+func TestIndexChanges(t *testing.T) {
 	img := func(name string) Image { return Image{ID: NewID(), Name: name, Blob: newBlobName()} }
-	a, b, c, d := img("a"), img("b"), img("c"), img("d")
-	old := index{Images: []Image{a, b, c}}
-	b2 := b
-	b2.Name = "b2"
+	var imgs []Image
+	for i := range 40 { // more than minLookupMaps
+		imgs = append(imgs, img(fmt.Sprint(i)))
+	}
+	old := index{Images: imgs}.frozen()
+	oldNames := names(old.Images)
 	for _, tc := range []struct {
-		cur  []Image
-		ok   bool
-		puts int
-		dels int
+		name  string
+		batch func(ix *index)
 	}{
-		{[]Image{a, b, c, d}, true, 1, 0},
-		{[]Image{a, c}, true, 0, 1},
-		{[]Image{a, b2, c}, true, 1, 0},
-		{[]Image{b2, d}, true, 2, 2},
-		{[]Image{}, true, 0, 3},
-		{[]Image{a, c, b}, false, 0, 0},
-		{[]Image{d, a, b, c}, false, 0, 0},
+		{"add", func(ix *index) { ix.add(img("new")); ix.add(img("newer")) }},
+		{"set", func(ix *index) { b := ix.Images[3]; b.Name = "renamed"; ix.set(3, b) }},
+		{"remove", func(ix *index) { ix.remove(0); ix.remove(ix.byID(imgs[20].ID)) }},
+		{"add then remove it", func(ix *index) { n := img("brief"); ix.add(n); ix.add(img("stays")); ix.remove(ix.byID(n.ID)) }},
+		{"add then change it", func(ix *index) { n := img("n"); ix.add(n); n.Name = "n2"; ix.set(ix.byID(n.ID), n) }},
+		{"change then remove", func(ix *index) { b := ix.Images[5]; b.Name = "x"; ix.set(5, b); ix.remove(5) }},
+		{"everything", func(ix *index) {
+			ix.add(img("a1"))
+			ix.remove(7)
+			b := ix.Images[1]
+			b.Blob = newBlobName()
+			ix.set(1, b)
+			ix.add(img("a2"))
+			ix.remove(ix.byName("a1"))
+		}},
 	} {
-		rec, ok := indexDiff(old, index{Images: tc.cur})
-		if ok != tc.ok || ok && (len(rec.Put) != tc.puts || len(rec.Del) != tc.dels) {
-			t.Errorf("%q: ok %v, %d puts, %d deletions; want %v, %d, %d", names(tc.cur), ok, len(rec.Put), len(rec.Del), tc.ok, tc.puts, tc.dels)
+		w := old.working()
+		tc.batch(&w)
+		if len(w.Images) != len(old.Images)+w.appends-w.removed {
+			t.Errorf("%s: %d images, counted %d", tc.name, len(w.Images), len(old.Images)+w.appends-w.removed)
 		}
-		if ok {
-			if got := rec.apply(slices.Clone(old.Images)); !slices.Equal(got, tc.cur) {
-				t.Errorf("%q: the record gives %q", names(tc.cur), names(got))
+		if got := w.rec.apply(slices.Clone(old.Images)); !slices.Equal(got, w.Images) {
+			t.Errorf("%s: the record gives\n%q\nthe batch made\n%q", tc.name, names(got), names(w.Images))
+		}
+		next := w.frozen()
+		if got := names(old.Images); !slices.Equal(got, oldNames) {
+			t.Fatalf("%s: the list before the batch changed: %q", tc.name, got)
+		}
+		for i, im := range next.Images {
+			if next.byID(im.ID) != i || next.Images[next.byName(im.Name)].Name != im.Name {
+				t.Errorf("%s: image %d (%s) not found where it is", tc.name, i, im.Name)
+			}
+		}
+		for i, im := range old.Images {
+			if old.byID(im.ID) != i || old.byName(im.Name) != i {
+				t.Errorf("%s: the list before: image %d (%s) not found where it is", tc.name, i, im.Name)
+			}
+		}
+		if next.byID("nope") != -1 || next.byName("nope") != -1 {
+			t.Errorf("%s: found what is not there", tc.name)
+		}
+	}
+	// A long chain of batches of additions, each list still finding all
+	// of its images and none of the later ones.
+	lists := []index{old}
+	cur := old
+	for b := range 3 * maxLookupDepth {
+		w := cur.working()
+		w.add(img(fmt.Sprintf("chain-%d", b)))
+		if w.byName(fmt.Sprintf("chain-%d", b)) != len(w.Images)-1 {
+			t.Fatalf("batch %d: a working copy does not find its own addition", b)
+		}
+		cur = w.frozen()
+		lists = append(lists, cur)
+	}
+	for k, l := range lists {
+		for i, im := range l.Images {
+			if l.byID(im.ID) != i || l.byName(im.Name) != i {
+				t.Fatalf("list %d: image %d not found where it is", k, i)
+			}
+		}
+		if k+1 < len(lists) {
+			later := lists[len(lists)-1].Images[len(l.Images)]
+			if l.byID(later.ID) != -1 || l.byName(later.Name) != -1 {
+				t.Fatalf("list %d finds an image added after it", k)
 			}
 		}
 	}

@@ -470,7 +470,7 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 		for ix.byID(img.ID) >= 0 {
 			img.ID = NewID()
 		}
-		ix.Images = append(ix.Images, img)
+		ix.add(img)
 		return nil
 	})
 	if err != nil {
@@ -558,7 +558,7 @@ func (s *Service) ReplaceIf(ctx context.Context, u User, id, name, ifSHA256 stri
 		img.Size, img.StoredSize, img.SHA256 = blob.size, blob.storedSize, blob.sha256
 		img.Width, img.Height = blob.info.Width, blob.info.Height
 		img.Updated, img.Blob = s.now().UTC(), blob.name
-		ix.Images[i] = img
+		ix.set(i, img)
 		return nil
 	})
 	if err != nil {
@@ -604,7 +604,7 @@ func (s *Service) DeleteIf(ctx context.Context, u User, id, ifSHA256 string) err
 			return ErrChanged
 		}
 		blob = ix.Images[i].Blob
-		ix.Images = slices.Delete(ix.Images, i, i+1)
+		ix.remove(i)
 		return nil
 	})
 	if errors.Is(err, errAlreadyApplied) {
