@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -144,6 +143,21 @@ func (ix *index) remove(i int) {
 		ix.rec.Del = append(ix.rec.Del, id)
 		ix.removed++
 	}
+}
+
+// indexMark is what a change of a working copy moves: a change that fails
+// must leave it as it was (see updateIndex).
+type indexMark struct {
+	n, puts, dels, appends, removed int
+	owned, additionsOnly            bool
+}
+
+func (ix *index) mark() indexMark {
+	m := indexMark{n: len(ix.Images), appends: ix.appends, removed: ix.removed, owned: ix.owned, additionsOnly: ix.additionsOnly}
+	if ix.rec != nil {
+		m.puts, m.dels = len(ix.rec.Put), len(ix.rec.Del)
+	}
+	return m
 }
 
 // own gives a working copy an array of its own before an image of the
@@ -399,7 +413,11 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 		outcomes := make([]error, len(batch))
 		for i, op := range batch {
 			var panicked any
+			before := ix.mark()
 			outcomes[i], panicked = applyChange(op.change, &ix)
+			if panicked == nil && outcomes[i] != nil && ix.mark() != before {
+				panicked = fmt.Sprintf("a change failed (%v) after changing the list", outcomes[i])
+			}
 			if panicked != nil {
 				// A bug: the list may be half changed, so nothing of the
 				// batch is written, and each of its requests fails.
@@ -449,6 +467,11 @@ var indexBuffers sync.Pool // of *[]byte
 func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix index) (cachedIndex, error) {
 	seq := cur.ix.Seq
 	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog {
+		if verifyIndexRecords && ix.rec != nil {
+			if got := ix.rec.apply(slices.Clone(cur.ix.Images)); !slices.Equal(got, ix.Images) {
+				panic("a batch's log record does not give the list the batch made")
+			}
+		}
 		if ix.rec != nil && len(ix.Images) == len(cur.ix.Images)+ix.appends-ix.removed {
 			if err := s.putIndexLog(ctx, uh, seq+1, ix.rec); err != nil {
 				return cachedIndex{}, err
@@ -467,12 +490,20 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 	ix.Log, ix.Seq = s.cfg.SoleWriter, 0
 	if ix.Log {
 		if cur.ix.Log {
-			ix.Seq = seq
+			// A number no record has: a reader of the previous whole
+			// list meets a gap there, even while the records folded in
+			// are not removed yet (or failed to be).
+			ix.Seq = seq + 1
 		} else {
-			// The first base with a log: records left from before it
-			// (none, unless the folder was tampered with) must not be
-			// read after it.
-			s.pruneIndexLog(ctx, uh, math.MaxUint64)
+			// The first whole list with a log: records already there
+			// (of a log whose list was since written whole, by a server
+			// sharing the store, or by migrate) are at or below its
+			// number, never applied after it, removed or not.
+			top, err := s.topIndexLogSeq(ctx, uh)
+			if err != nil {
+				return cachedIndex{}, err
+			}
+			ix.Seq = top + 1
 		}
 	}
 	tag, err := s.putIndex(ctx, uh, ix, cond)

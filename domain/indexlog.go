@@ -24,21 +24,24 @@ import (
 //
 // The list is the base's images with the records B+1, B+2, ... applied in
 // order. Every maxIndexLog records the whole list is written again as a
-// new base (compaction), whose seq is the last record it folds in, and the
-// records up to it are removed, oldest first. Records at or below the
-// base's seq are leftovers of a compaction cut short, ignored and removed
-// by the next one.
+// new base (compaction), whose seq is one more than the last record it
+// folds in (a number no record has), and the records below it are removed,
+// oldest first. Records at or below the base's seq are leftovers of a
+// compaction cut short, ignored and removed by the next one.
 //
-// A reader that missed a compaction's removals sees a gap (the base it
-// read is followed by a record above B+1), since the oldest record goes
-// first: it reads again. Records are created if absent, so a write never
+// A reader that read the previous base sees a gap, and reads again: at
+// the new base's own number while the records folded in are all still
+// there, or before the first record left, since the oldest record goes
+// first. Records are created if absent, so a write never
 // replaces another; the process is the store's only writer, and the writes
 // of one user's list take turns (see updateIndex), so the next sequence
 // number is always free.
 //
 // A base without "log" (a bucket's, written by servers that share it, or a
 // data folder's from before the log) has no records: such a list is
-// rewritten whole, and a data folder's first write rewrites it with "log".
+// rewritten whole, and a data folder's first write rewrites it with "log",
+// numbered above any record already there, so that a stray one (of a log
+// whose list was since written whole) is never applied.
 
 // maxIndexLog is how many log records a list may have before it is
 // written whole again.
@@ -137,6 +140,25 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 		last = seq
 	}
 	return last, nil
+}
+
+// verifyIndexRecords makes each log record be checked against the list
+// its batch made before it is written (tests set it).
+var verifyIndexRecords = false
+
+// topIndexLogSeq returns the highest sequence number of the user's log
+// records, 0 if there are none.
+func (s *Service) topIndexLogSeq(ctx context.Context, uh string) (uint64, error) {
+	var top uint64
+	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
+		if err != nil {
+			return 0, err
+		}
+		if seq, ok := indexLogSeq(key); ok {
+			top = max(top, seq)
+		}
+	}
+	return top, nil
 }
 
 // putIndexLog writes a log record, if no record has its sequence number.

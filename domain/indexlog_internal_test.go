@@ -17,6 +17,10 @@ import (
 	"github.com/imagestore/imagestore/storage/memstore"
 )
 
+// Every log record a test writes is checked against the list its batch
+// made (see writeIndex).
+func init() { verifyIndexRecords = true }
+
 // indexPuts counts the writes of whole lists and of log records.
 type indexPuts struct {
 	storage.Store
@@ -340,5 +344,116 @@ func TestIndexChanges(t *testing.T) {
 				t.Fatalf("list %d finds an image added after it", k)
 			}
 		}
+	}
+}
+
+// failingLogRemovals fails the removal of log records while fail is set.
+type failingLogRemovals struct {
+	storage.Store
+	fail atomic.Bool
+}
+
+func (s *failingLogRemovals) Delete(ctx context.Context, key string) error {
+	if s.fail.Load() && strings.HasPrefix(key, "indexlog/") {
+		return errors.New("injected: removal failed")
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+// TestIndexLogAfterWholeRewrite: a list with a log, then written whole by
+// a server sharing the store (as check or migrate --overwrite may), keeps
+// the log's records; when the owner writes it again, they are never
+// applied, even if removing them fails, and no gap comes of them.
+func TestIndexLogAfterWholeRewrite(t *testing.T) {
+	for _, writes := range []int{3, 70} { // records from 2, or above a compaction
+		t.Run(fmt.Sprint(writes), func(t *testing.T) {
+			ctx := t.Context()
+			st := &failingLogRemovals{Store: memstore.New()}
+			uh := userHashOf("rewritten")
+			sole := soleService(t, st)
+			var want []string
+			for i := range writes {
+				if err := sole.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, fmt.Sprint(i))
+			}
+			shared, err := New(st, DefaultConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := shared.updateIndex(ctx, uh, func(ix *index) error { ix.remove(ix.byName("1")); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			want = slices.DeleteFunc(want, func(n string) bool { return n == "1" })
+			if len(logRecords(t, st, uh)) == 0 {
+				t.Fatal("no records left beside the whole list: nothing tested")
+			}
+			st.fail.Store(true)
+			again := soleService(t, st)
+			for _, n := range []string{"new", "newer"} {
+				if err := again.updateIndex(ctx, uh, addImage(n)); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, n)
+			}
+			ix, _, err := soleService(t, st).loadIndex(ctx, uh)
+			if err != nil {
+				t.Fatalf("after a restart: %v", err)
+			}
+			if got := names(ix.Images); !slices.Equal(got, want) {
+				t.Fatalf("after a restart:\n%q\nwant\n%q", got, want)
+			}
+		})
+	}
+}
+
+// TestIndexLogStaleBaseSeesGap: a reader holding the whole list from
+// before a compaction meets a gap, even while the records the compaction
+// folded in are still there (their removal failed, or has not run yet):
+// it never applies a later record without the batch the compaction held.
+func TestIndexLogStaleBaseSeesGap(t *testing.T) {
+	ctx := t.Context()
+	st := &failingLogRemovals{Store: memstore.New()}
+	uh := userHashOf("stale")
+	svc := soleService(t, st)
+	for i := range maxIndexLog + 1 { // a whole list and a full log
+		if err := svc.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var old index
+	if _, err := svc.getJSON(ctx, indexKey(uh), &old); err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	for _, n := range []string{"compacted", "next"} {
+		if err := svc.updateIndex(ctx, uh, addImage(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.readIndexLog(ctx, uh, old.Seq, &old); !errors.Is(err, errIndexLogGap) {
+		t.Fatalf("a reader of the whole list before the compaction: %v, want errIndexLogGap", err)
+	}
+}
+
+// TestIndexChangeMustFailClean: a change that fails after changing the
+// list (a bug) fails its whole batch, as a panic does, rather than have
+// the list written with what it left.
+func TestIndexChangeMustFailClean(t *testing.T) {
+	ctx := t.Context()
+	svc := soleService(t, memstore.New())
+	uh := userHashOf("sloppy")
+	if err := svc.updateIndex(ctx, uh, addImage("a")); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("refused")
+	err := svc.updateIndex(ctx, uh, func(ix *index) error { addImage("half")(ix); return boom })
+	if !errors.Is(err, errNotWritten) {
+		t.Fatalf("a change that failed after adding: %v, want errNotWritten", err)
+	}
+	ix, _, _ := soleService(t, svc.store).loadIndex(ctx, uh)
+	if got := names(ix.Images); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("list %q, want a", got)
 	}
 }

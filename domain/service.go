@@ -754,7 +754,7 @@ func (s *Service) ListPage(ctx context.Context, u User, after Cursor, limit int)
 		}
 	}
 	end := min(start+limit, len(imgs))
-	page := imgs[start:end]
+	page := imgs[start:end:end] // capped: the list after it is shared
 	var next Cursor
 	if end < len(imgs) {
 		last := page[len(page)-1]

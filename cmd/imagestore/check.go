@@ -49,7 +49,9 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer st.close()
-	svc, err := domain.New(st.Store, domain.DefaultConfig)
+	cfg := domain.DefaultConfig
+	cfg.SoleWriter = st.sole // a data folder's lists stay logs (see ARCHITECTURE.md)
+	svc, err := domain.New(st.Store, cfg)
 	if err != nil {
 		return err
 	}
