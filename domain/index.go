@@ -39,13 +39,21 @@ type index struct {
 	// A working copy's: what it changed; the lookup of the list it was
 	// made from (its first baseLen images), usable while the copy has only
 	// added images; whether Images is its own array yet.
-	rec              *indexLogRecord
-	added            map[string]bool // ids added by this batch
-	base             *lookup
-	baseLen          int
-	additionsOnly    bool
-	owned            bool
-	removed, appends int
+	rec           *indexLogRecord
+	added         map[string]bool // ids added by this batch
+	base          *lookup
+	baseLen       int
+	additionsOnly bool
+	owned         bool
+}
+
+// netChange is how many images a working copy's batch added and removed,
+// net of those it added and removed again.
+func (ix *index) netChange() (added, removed int) {
+	if ix.rec == nil {
+		return 0, 0
+	}
+	return len(ix.added), len(ix.rec.Del)
 }
 
 func (ix *index) byID(id string) int {
@@ -116,7 +124,6 @@ func (ix *index) add(img Image) {
 		ix.added = map[string]bool{}
 	}
 	ix.added[img.ID] = true
-	ix.appends++
 }
 
 // set replaces a working copy's image at i (the same id) by img.
@@ -138,24 +145,23 @@ func (ix *index) remove(i int) {
 	ix.rec.Put = slices.DeleteFunc(ix.rec.Put, func(p Image) bool { return p.ID == id })
 	if ix.added[id] {
 		delete(ix.added, id)
-		ix.appends--
 	} else {
 		ix.rec.Del = append(ix.rec.Del, id)
-		ix.removed++
 	}
 }
 
 // indexMark is what a change of a working copy moves: a change that fails
 // must leave it as it was (see updateIndex).
 type indexMark struct {
-	n, puts, dels, appends, removed int
-	owned, additionsOnly            bool
+	n, puts, added, removed int
+	owned, additionsOnly    bool
 }
 
 func (ix *index) mark() indexMark {
-	m := indexMark{n: len(ix.Images), appends: ix.appends, removed: ix.removed, owned: ix.owned, additionsOnly: ix.additionsOnly}
+	m := indexMark{n: len(ix.Images), owned: ix.owned, additionsOnly: ix.additionsOnly}
+	m.added, m.removed = ix.netChange()
 	if ix.rec != nil {
-		m.puts, m.dels = len(ix.rec.Put), len(ix.rec.Del)
+		m.puts = len(ix.rec.Put)
 	}
 	return m
 }
@@ -472,7 +478,7 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 				panic("a batch's log record does not give the list the batch made")
 			}
 		}
-		if ix.rec != nil && len(ix.Images) == len(cur.ix.Images)+ix.appends-ix.removed {
+		if added, removed := ix.netChange(); ix.rec != nil && len(ix.Images) == len(cur.ix.Images)+added-removed {
 			if err := s.putIndexLog(ctx, uh, seq+1, ix.rec); err != nil {
 				return cachedIndex{}, err
 			}
@@ -515,16 +521,22 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 
 // putIndex writes the user's index record.
 func (s *Service) putIndex(ctx context.Context, uh string, ix index, cond storage.Cond) (etag string, err error) {
+	return s.putEncoded(ctx, indexKey(uh), cond, func(b []byte) []byte {
+		if ix.Log {
+			return appendLoggedIndexJSON(b, ix.Seq, ix.Images)
+		}
+		return appendIndexJSON(b, ix.Images)
+	})
+}
+
+// putEncoded writes the record that encode appends to a pooled buffer.
+func (s *Service) putEncoded(ctx context.Context, key string, cond storage.Cond, encode func([]byte) []byte) (etag string, err error) {
 	bp, _ := indexBuffers.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	if ix.Log {
-		*bp = appendLoggedIndexJSON((*bp)[:0], ix.Seq, ix.Images)
-	} else {
-		*bp = appendIndexJSON((*bp)[:0], ix.Images)
-	}
-	attrs, err := s.store.Put(ctx, indexKey(uh), bytes.NewReader(*bp), cond)
+	*bp = encode((*bp)[:0])
+	attrs, err := s.store.Put(ctx, key, bytes.NewReader(*bp), cond)
 	if cap(*bp) <= 4<<20 { // a very large list's buffer is not kept
 		indexBuffers.Put(bp)
 	}

@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -114,18 +113,15 @@ var errIndexLogGap = errors.New("a record of the list's log is missing")
 // records after it, and returns the last one's sequence number (base if
 // there are none).
 func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *index) (uint64, error) {
-	var seqs []uint64
-	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
-		if err != nil {
-			return 0, err
-		}
-		if seq, ok := indexLogSeq(key); ok && seq > base {
-			seqs = append(seqs, seq)
-		}
+	seqs, err := s.indexLogSeqs(ctx, uh)
+	if err != nil {
+		return 0, err
 	}
-	slices.Sort(seqs)
 	last := base
 	for _, seq := range seqs {
+		if seq <= base {
+			continue // folded into the base already
+		}
 		if seq != last+1 {
 			return 0, fmt.Errorf("%w: %s after %d", errIndexLogGap, indexLogKey(uh, seq), last)
 		}
@@ -146,49 +142,53 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 // its batch made before it is written (tests set it).
 var verifyIndexRecords = false
 
+// indexLogSeqs returns the sequence numbers of the user's log records, in
+// order.
+func (s *Service) indexLogSeqs(ctx context.Context, uh string) ([]uint64, error) {
+	var seqs []uint64
+	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
+		if err != nil {
+			return nil, err
+		}
+		if seq, ok := indexLogSeq(key); ok {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	return seqs, nil
+}
+
 // topIndexLogSeq returns the highest sequence number of the user's log
 // records, 0 if there are none.
 func (s *Service) topIndexLogSeq(ctx context.Context, uh string) (uint64, error) {
-	var top uint64
-	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
-		if err != nil {
-			return 0, err
-		}
-		if seq, ok := indexLogSeq(key); ok {
-			top = max(top, seq)
-		}
+	seqs, err := s.indexLogSeqs(ctx, uh)
+	if err != nil || len(seqs) == 0 {
+		return 0, err
 	}
-	return top, nil
+	return seqs[len(seqs)-1], nil
 }
 
 // putIndexLog writes a log record, if no record has its sequence number.
 func (s *Service) putIndexLog(ctx context.Context, uh string, seq uint64, rec *indexLogRecord) error {
-	bp, _ := indexBuffers.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	defer indexBuffers.Put(bp)
-	*bp = appendIndexLogJSON((*bp)[:0], rec)
-	_, err := s.store.Put(ctx, indexLogKey(uh, seq), bytes.NewReader(*bp), storage.Cond{IfAbsent: true})
-	return storeErr(err)
+	_, err := s.putEncoded(ctx, indexLogKey(uh, seq), storage.Cond{IfAbsent: true}, func(b []byte) []byte {
+		return appendIndexLogJSON(b, rec)
+	})
+	return err
 }
 
 // pruneIndexLog removes the user's log records up to seq, which a base
 // holds, oldest first (see the top of this file). A record it fails to
 // remove is left for the next compaction.
 func (s *Service) pruneIndexLog(ctx context.Context, uh string, seq uint64) {
-	var old []uint64
-	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
-		if err != nil {
-			s.log.Warn("could not list a list's log records to remove them", "err", err)
-			return
-		}
-		if n, ok := indexLogSeq(key); ok && n <= seq {
-			old = append(old, n)
-		}
+	seqs, err := s.indexLogSeqs(ctx, uh)
+	if err != nil {
+		s.log.Warn("could not list a list's log records to remove them", "err", err)
+		return
 	}
-	slices.Sort(old)
-	for _, n := range old {
+	for _, n := range seqs {
+		if n > seq {
+			break
+		}
 		if err := s.store.Delete(ctx, indexLogKey(uh, n)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.Warn("could not remove a list's log record; the next compaction will", "key", indexLogKey(uh, n), "err", err)
 			return

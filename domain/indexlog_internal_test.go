@@ -295,8 +295,8 @@ func TestIndexChanges(t *testing.T) {
 	} {
 		w := old.working()
 		tc.batch(&w)
-		if len(w.Images) != len(old.Images)+w.appends-w.removed {
-			t.Errorf("%s: %d images, counted %d", tc.name, len(w.Images), len(old.Images)+w.appends-w.removed)
+		if added, removed := w.netChange(); len(w.Images) != len(old.Images)+added-removed {
+			t.Errorf("%s: %d images, counted %d", tc.name, len(w.Images), len(old.Images)+added-removed)
 		}
 		if got := w.rec.apply(slices.Clone(old.Images)); !slices.Equal(got, w.Images) {
 			t.Errorf("%s: the record gives\n%q\nthe batch made\n%q", tc.name, names(got), names(w.Images))
