@@ -482,33 +482,21 @@ func (b *bench) durableRun(workload string, conc int) measurement {
 // client into one user or each into its own, beside the durable loop.
 // Each run uploads into new users, so that every run starts alike.
 func (b *bench) uploads(ctx context.Context, workload string, userPerClient bool) error {
-	for _, c := range b.opts.concs {
+	return b.uploadRuns(ctx, workload, func(ctx context.Context, c int) ([]string, error) {
 		users := 1
 		if userPerClient {
 			users = c
 		}
-		server := func(ctx context.Context, rep int) (*result, error) {
-			urls := make([]string, users)
-			for i := range urls {
-				token, err := b.newUser(ctx, "up")
-				if err != nil {
-					return nil, err
-				}
-				urls[i] = b.srv.seedURL("token/%s/upload-image/", token)
+		urls := make([]string, users)
+		for i := range urls {
+			token, err := b.newUser(ctx, "up")
+			if err != nil {
+				return nil, err
 			}
-			spec := loadSpec{conc: c, duration: b.opts.duration, run: rep + 1, next: func(w, i int) (*call, bool) {
-				parts, ct := multipartBody(fmt.Sprintf("u-%d-%d.jpg", w, i), "image/jpeg", b.fx.photo)
-				return &call{method: http.MethodPost, url: urls[w%users], body: parts, want: http.StatusCreated,
-					header: http.Header{"Content-Type": {ct}}}, true
-			}}
-			r, _, _, err := b.serverLoad(ctx, b.srv, workload, spec)
-			return r, err
+			urls[i] = b.srv.seedURL("token/%s/upload-image/", token)
 		}
-		if err := b.compare(ctx, server, b.durableRun(workload, c)); err != nil {
-			return err
-		}
-	}
-	return nil
+		return urls, nil
+	})
 }
 
 // uploadsIntoSet measures uploads of the 100 KB JPEG with unique names into
@@ -521,17 +509,30 @@ func (b *bench) uploadsIntoSet(ctx context.Context) error {
 		return err
 	}
 	url := b.srv.seedURL("token/%s/upload-image/", set.token)
+	return b.uploadRuns(ctx, "upload-100k-10k-list", func(context.Context, int) ([]string, error) {
+		return []string{url}, nil
+	})
+}
+
+// uploadRuns measures, at each concurrency c, uploads of the 100 KB JPEG
+// with unique names, client w sending to urls[w % len(urls)] (urls as
+// made for each run), beside the durable loop.
+func (b *bench) uploadRuns(ctx context.Context, workload string, urlsFor func(ctx context.Context, c int) ([]string, error)) error {
 	for _, c := range b.opts.concs {
 		server := func(ctx context.Context, rep int) (*result, error) {
+			urls, err := urlsFor(ctx, c)
+			if err != nil {
+				return nil, err
+			}
 			spec := loadSpec{conc: c, duration: b.opts.duration, run: rep + 1, next: func(w, i int) (*call, bool) {
-				parts, ct := multipartBody(fmt.Sprintf("l-%d-%d-%d-%d.jpg", c, rep, w, i), "image/jpeg", b.fx.photo)
-				return &call{method: http.MethodPost, url: url, body: parts, want: http.StatusCreated,
+				parts, ct := multipartBody(fmt.Sprintf("u-%d-%d-%d-%d.jpg", c, rep, w, i), "image/jpeg", b.fx.photo)
+				return &call{method: http.MethodPost, url: urls[w%len(urls)], body: parts, want: http.StatusCreated,
 					header: http.Header{"Content-Type": {ct}}}, true
 			}}
-			r, _, _, err := b.serverLoad(ctx, b.srv, "upload-100k-10k-list", spec)
+			r, _, _, err := b.serverLoad(ctx, b.srv, workload, spec)
 			return r, err
 		}
-		if err := b.compare(ctx, server, b.durableRun("upload-100k-10k-list", c)); err != nil {
+		if err := b.compare(ctx, server, b.durableRun(workload, c)); err != nil {
 			return err
 		}
 	}
