@@ -156,3 +156,46 @@ func Precondition(key string, cond Cond, exists bool, etag string) error {
 	}
 	return nil
 }
+
+// A Stager is a Store that can also create a value in steps, so that a
+// caller can overlap the durable writes of values that depend on one
+// another. Put makes a new value's bytes durable, then names it, then
+// makes the name durable, one wait after another; with a Stager, the
+// bytes of two values can be synced at once, the second named only once
+// the first is, and the two names made durable at once.
+//
+// Only a store whose values a crash can undo one by one implements it (a
+// folder on a disk); callers fall back to Put on others.
+type Stager interface {
+	Store
+
+	// Stage writes everything read from r as a new value for key, visible
+	// to no reader and not yet durable. If r fails or ctx is cancelled,
+	// nothing is left behind and the error is returned. The caller must
+	// close the Staged value.
+	Stage(ctx context.Context, key string, r io.Reader) (Staged, error)
+
+	// Flush makes durable the publication of every value whose key begins
+	// with folder (a prefix ending in "/", with no further "/" in the
+	// keys) and whose Publish returned before Flush was called.
+	Flush(ctx context.Context, folder string) error
+}
+
+// Staged is a value written by Stage and not yet, or just, published.
+type Staged interface {
+	// Size is the value's length in bytes.
+	Size() int64
+
+	// Sync makes the value's bytes durable, without publishing them.
+	Sync() error
+
+	// Publish gives the value its key if the key is absent (ErrPrecondition
+	// otherwise), syncing its bytes first if Sync was not called. From then
+	// on it is visible as if Put had stored it, but a crash may undo its
+	// publication until a Flush of its folder returns nil. Its bytes are
+	// durable whenever its key is.
+	Publish(ctx context.Context) (Attrs, error)
+
+	// Close releases the value; if it was not published, it is dropped.
+	Close() error
+}

@@ -4,7 +4,10 @@
 // A Put writes a temporary file (named ".tmp-*") in the key's own folder,
 // fsyncs it, renames it over the key's file and fsyncs the folder, so that a
 // crash at any instant leaves either the old value or the new one. Temporary
-// files left by a crash are removed when the store is opened.
+// files left by a crash are removed when the store is opened. A new key is
+// written through an unnamed file instead where Linux allows (O_TMPFILE),
+// linked to its name once synced. The store is a storage.Stager: those
+// steps can also be taken one at a time.
 //
 // The folder belongs to one process at a time: Open takes an exclusive
 // flock(2) on a lock file in it, which the kernel releases when the process
@@ -334,7 +337,9 @@ func wrapWriteErr(op, key string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, key, err)
 }
 
-// Put implements storage.Store.
+// Put implements storage.Store. A new key (Cond.IfAbsent) is written
+// through an unnamed file where the system allows (see openUnnamed); any
+// other write through a named temporary file, renamed over the key's.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.Cond) (storage.Attrs, error) {
 	p, err := s.path(key)
 	if err != nil {
@@ -343,105 +348,41 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if err := storage.CheckCond(cond); err != nil {
 		return storage.Attrs{}, err
 	}
-	dir := filepath.Dir(p)
-	if err := s.ensureDir(dir); err != nil {
-		return storage.Attrs{}, wrapWriteErr("put", key, err)
-	}
-	if cond.IfAbsent && !s.portable {
-		if attrs, err, done := s.putNew(ctx, key, p, dir, r); done {
-			return attrs, err
-		}
-	}
-	tmp, err := s.writeTemp(ctx, key, dir, r)
+	st, err := s.stage(ctx, key, p, r, s.portable || !cond.IfAbsent)
 	if err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			os.Remove(tmp)
-		}
-	}()
-
-	mu := s.stripe(key)
-	mu.Lock()
-	defer mu.Unlock()
-	if err := s.check(key, p, cond); err != nil {
-		return storage.Attrs{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return storage.Attrs{}, err
-	}
-	if err := s.faultAt("rename", key); err != nil {
+	defer st.Close()
+	if err := st.sync(); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		return storage.Attrs{}, wrapWriteErr("put", key, err)
+	if err := st.place(ctx, cond); err != nil {
+		return storage.Attrs{}, err
 	}
-	committed = true
 	if err := s.faultAt("syncdir", key); err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
-	if err := s.syncDir(dir); err != nil {
-		// The rename happened but may not be durable; report it, since the
-		// caller must not acknowledge a write that a crash could undo.
+	if err := s.syncDir(st.dir); err != nil {
+		// Placed, but perhaps not durably: the caller must not
+		// acknowledge a write that a crash could undo.
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
 	return s.stat(key, p)
 }
 
-// writeTemp copies r into a new durable temporary file in dir and returns
-// its name. On error nothing is left behind.
-func (s *Store) writeTemp(ctx context.Context, key, dir string, r io.Reader) (_ string, err error) {
-	if err := s.faultAt("create", key); err != nil {
-		return "", err
-	}
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(name)
-		}
-	}()
-	if err := copyToFile(ctx, f, r); err != nil {
-		return "", err
-	}
-	if err := s.faultAt("write", key); err != nil {
-		return "", err
-	}
-	mt := s.nextModTime()
-	if err := os.Chtimes(name, mt, mt); err != nil {
-		return "", err
-	}
-	if err := s.faultAt("sync", key); err != nil {
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return name, nil
-}
-
-// ctxReader stops a copy once its context is done.
 // copyBuffers are the buffers values are copied into files through: an
 // os.File would otherwise allocate 32 KiB for each copy.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
 
-// copyToFile copies r to f, stopping when ctx is done.
-func copyToFile(ctx context.Context, f *os.File, r io.Reader) error {
+// copyToFile copies r to f, stopping when ctx is done, and returns the
+// number of bytes copied.
+func copyToFile(ctx context.Context, f *os.File, r io.Reader) (int64, error) {
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
-	_, err := io.CopyBuffer(struct{ io.Writer }{f}, ctxReader{ctx, r}, *bp)
-	return err
+	return io.CopyBuffer(struct{ io.Writer }{f}, ctxReader{ctx, r}, *bp)
 }
 
+// ctxReader stops a copy once its context is done.
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader

@@ -3,14 +3,12 @@
 package filestore
 
 import (
-	"context"
-	"io"
-
-	"github.com/imagestore/imagestore/storage"
+	"errors"
+	"os"
 )
 
-// putNew is the Linux way of creating a key; elsewhere Put takes the
-// portable way.
-func (s *Store) putNew(ctx context.Context, key, p, dir string, r io.Reader) (storage.Attrs, error, bool) {
-	return storage.Attrs{}, nil, false
-}
+// openUnnamed is the Linux way of making a new file; elsewhere a named
+// temporary file is used.
+func openUnnamed(dir string) (*os.File, string, error) { return nil, "", nil }
+
+func linkUnnamed(fdPath, p string) error { return errors.ErrUnsupported }

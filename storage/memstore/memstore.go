@@ -153,3 +153,48 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[string, error
 		}
 	}
 }
+
+var _ storage.Stager = (*Store)(nil)
+
+// Stage implements storage.Stager: the bytes are kept aside until Publish.
+func (s *Store) Stage(ctx context.Context, key string, r io.Reader) (storage.Staged, error) {
+	if !storage.ValidKey(key) {
+		return nil, keyErr(key)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &staged{s: s, key: key, data: data}, nil
+}
+
+// Flush implements storage.Stager; memory has nothing to make durable.
+func (s *Store) Flush(ctx context.Context, folder string) error {
+	if !strings.HasSuffix(folder, "/") || !storage.ValidPrefix(folder) {
+		return fmt.Errorf("flush %q: %w", folder, storage.ErrInvalidKey)
+	}
+	return ctx.Err()
+}
+
+type staged struct {
+	s    *Store
+	key  string
+	data []byte
+	done bool
+}
+
+func (st *staged) Size() int64 { return int64(len(st.data)) }
+func (st *staged) Sync() error { return nil }
+func (st *staged) Close() error { return nil }
+
+func (st *staged) Publish(ctx context.Context) (storage.Attrs, error) {
+	if st.done {
+		return storage.Attrs{}, fmt.Errorf("put %s: published already", st.key)
+	}
+	a, err := st.s.Put(ctx, st.key, bytes.NewReader(st.data), storage.Cond{IfAbsent: true})
+	st.done = err == nil
+	return a, err
+}

@@ -51,6 +51,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"ConcurrentIfAbsent", testConcurrentIfAbsent},
 		{"ConcurrentCompareAndSwap", testConcurrentCAS},
 		{"ConcurrentReadersSeeWholeValues", testAtomicReplace},
+		{"StagedWrites", testStaged},
+		{"StagedWriteFails", testStagedFails},
+		{"ConcurrentPublish", testConcurrentPublish},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -473,4 +476,153 @@ func testAtomicReplace(t *testing.T, s storage.Store) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// stager returns s as a storage.Stager, or skips the test (saying why) for
+// a store that is not one.
+func stager(t *testing.T, s storage.Store) storage.Stager {
+	t.Helper()
+	st, ok := s.(storage.Stager)
+	if !ok {
+		t.Skipf("%T is not a storage.Stager: writes only through Put", s)
+	}
+	return st
+}
+
+func testStaged(t *testing.T, s storage.Store) {
+	st := stager(t, s)
+	v, err := st.Stage(ctx, "dir/new", strings.NewReader("staged bytes"))
+	if err != nil {
+		t.Fatalf("Stage: %v", err)
+	}
+	defer v.Close()
+	if v.Size() != int64(len("staged bytes")) {
+		t.Fatalf("Size = %d, want %d", v.Size(), len("staged bytes"))
+	}
+	// Neither staging nor syncing publishes the value.
+	wantNotFound(t, s, "dir/new")
+	if err := v.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	wantNotFound(t, s, "dir/new")
+	assertKeys(t, s, "", nil)
+	a, err := v.Publish(ctx)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if got, ga := get(t, s, "dir/new"); got != "staged bytes" || ga.ETag != a.ETag || a.Size != int64(len(got)) {
+		t.Fatalf("after Publish: %q %+v, Publish said %+v", got, ga, a)
+	}
+	if _, err := v.Publish(ctx); err == nil {
+		t.Fatal("a second Publish of one staged value succeeded")
+	}
+	if err := st.Flush(ctx, "dir/"); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if err := st.Flush(ctx, "dir"); err == nil {
+		t.Fatal("Flush of a folder without its final slash succeeded")
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("Close after Publish: %v", err)
+	}
+	if got, _ := get(t, s, "dir/new"); got != "staged bytes" {
+		t.Fatalf("Close after Publish changed the value: %q", got)
+	}
+
+	// Publish creates only: a key that exists keeps its value.
+	put(t, s, "dir/taken", "first", storage.Cond{})
+	w, err := st.Stage(ctx, "dir/taken", strings.NewReader("second"))
+	if err != nil {
+		t.Fatalf("Stage: %v", err)
+	}
+	if _, err := w.Publish(ctx); !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("Publish over an existing key: %v, want ErrPrecondition", err)
+	}
+	w.Close()
+	if got, _ := get(t, s, "dir/taken"); got != "first" {
+		t.Fatalf("a refused Publish changed the value: %q", got)
+	}
+
+	// A staged value closed unpublished leaves nothing.
+	x, err := st.Stage(ctx, "dir/dropped", strings.NewReader("never seen"))
+	if err != nil {
+		t.Fatalf("Stage: %v", err)
+	}
+	if err := x.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wantNotFound(t, s, "dir/dropped")
+	assertKeys(t, s, "", []string{"dir/new", "dir/taken"})
+	assertNoLeftovers(t, s)
+}
+
+func testStagedFails(t *testing.T, s storage.Store) {
+	st := stager(t, s)
+	boom := errors.New("client went away")
+	if _, err := st.Stage(ctx, "f/broken", &FailingReader{N: 100 << 10, Err: boom}); !errors.Is(err, boom) {
+		t.Fatalf("Stage of a failing reader: %v, want its error", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := st.Stage(cctx, "f/cancelled", strings.NewReader("x")); err == nil {
+		t.Fatal("Stage with a cancelled context succeeded")
+	}
+	if _, err := st.Stage(ctx, "../escape", strings.NewReader("x")); !errors.Is(err, storage.ErrInvalidKey) {
+		t.Fatalf("Stage of an invalid key: %v, want ErrInvalidKey", err)
+	}
+	if err := st.Flush(ctx, "../"); err == nil {
+		t.Fatal("Flush of an invalid folder succeeded")
+	}
+	v, err := st.Stage(ctx, "f/late", strings.NewReader("x"))
+	if err != nil {
+		t.Fatalf("Stage: %v", err)
+	}
+	if _, err := v.Publish(cctx); err == nil {
+		t.Fatal("Publish with a cancelled context succeeded")
+	}
+	v.Close()
+	assertKeys(t, s, "", nil)
+	assertNoLeftovers(t, s)
+}
+
+// testConcurrentPublish stages one key many times over: exactly one
+// Publish wins, and its bytes are the key's.
+func testConcurrentPublish(t *testing.T, s storage.Store) {
+	st := stager(t, s)
+	const n = 16
+	var wins atomic.Int32
+	var winner atomic.Value
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			val := "writer " + strconv.Itoa(i)
+			v, err := st.Stage(ctx, "race/key", strings.NewReader(val))
+			if err != nil {
+				t.Errorf("Stage: %v", err)
+				return
+			}
+			defer v.Close()
+			_, err = v.Publish(ctx)
+			switch {
+			case err == nil:
+				wins.Add(1)
+				winner.Store(val)
+			case !errors.Is(err, storage.ErrPrecondition):
+				t.Errorf("Publish: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d Publishes of one key succeeded, want 1", wins.Load())
+	}
+	if got, _ := get(t, s, "race/key"); got != winner.Load() {
+		t.Fatalf("the key holds %q, the winner wrote %q", got, winner.Load())
+	}
+	assertNoLeftovers(t, s)
 }
