@@ -186,8 +186,8 @@ type staged struct {
 	done bool
 }
 
-func (st *staged) Size() int64 { return int64(len(st.data)) }
-func (st *staged) Sync() error { return nil }
+func (st *staged) Size() int64  { return int64(len(st.data)) }
+func (st *staged) Sync() error  { return nil }
 func (st *staged) Close() error { return nil }
 
 func (st *staged) Publish(ctx context.Context) (storage.Attrs, error) {
