@@ -23,6 +23,9 @@ type storedBlob struct {
 	size       int64
 	storedSize int64
 	sha256     string
+	// pending is set for a blob that writeBlob only staged: it is being
+	// published in the background (see pendingBlob).
+	pending *pendingBlob
 }
 
 // errAborted stops the checker when the write ends before the input does.
@@ -33,7 +36,12 @@ var errAborted = errors.New("write aborted")
 // passes), hashes and compresses them, and stores the result with
 // create-if-absent. If the check fails, the write is abandoned before
 // anything is made durable, and the check's error is returned.
-func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader) (storedBlob, error) {
+//
+// With staged set, on a store that can (a data folder: see s.stager), the
+// blob is only staged, and published in the background: the caller must
+// wait for its pending publication (see pendingBlob) before acknowledging
+// it.
+func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader, staged bool) (storedBlob, error) {
 	r = s.uploadReader(r) // metadata stripped first: what is checked and stored is the result
 	pr, pw := io.Pipe()
 	type result struct {
@@ -70,7 +78,17 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader) (
 	defer s.releaseGzipReader(gz)
 
 	name := newBlobName()
-	attrs, err := s.store.Put(ctx, blobKey(userHash, name), gz, storage.Cond{IfAbsent: true})
+	var attrs storage.Attrs
+	var stagedBlob storage.Staged
+	var err error
+	if staged && s.stager != nil {
+		stagedBlob, err = s.stager.Stage(ctx, blobKey(userHash, name), gz)
+		if err == nil {
+			attrs.Size = stagedBlob.Size()
+		}
+	} else {
+		attrs, err = s.store.Put(ctx, blobKey(userHash, name), gz, storage.Cond{IfAbsent: true})
+	}
 	pw.CloseWithError(errAborted) // lets the checker finish if the write stopped early
 	check := wait()
 	if err != nil {
@@ -83,16 +101,71 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader) (
 	}
 	if check.err != errCheckedOK {
 		// Cannot happen: the write only completes once the checker agreed.
-		s.deleteBlob(ctx, userHash, name)
+		if stagedBlob != nil {
+			stagedBlob.Close()
+		} else {
+			s.deleteBlob(ctx, userHash, name)
+		}
 		return storedBlob{}, fmt.Errorf("image check: %w", check.err)
 	}
-	return storedBlob{
+	b := storedBlob{
 		name:       name,
 		info:       check.info,
 		size:       counted.n,
 		storedSize: attrs.Size,
 		sha256:     hex.EncodeToString(h.Sum(nil)),
-	}, nil
+	}
+	if stagedBlob != nil {
+		b.pending = s.publishBlob(userHash, stagedBlob)
+	}
+	return b, nil
+}
+
+// A pendingBlob is a new image's blob published in the background while
+// the list record that names it is written: the blob's bytes and the
+// record's are synced at once, the record is published once the blob is,
+// and the two names are made durable at once. An upload waits for both.
+//
+// A crash can then leave a durable record naming a blob whose name was
+// not durable yet (nor acknowledged): reading a list's log drops such
+// images (see readIndexLog). A blob is published only once its bytes are
+// durable, so a blob that is there is whole.
+type pendingBlob struct {
+	published chan struct{} // closed once Publish returned
+	pubErr    error
+	done      chan struct{} // closed once the name is durable, or failed
+	err       error
+}
+
+// publishBlob publishes st, the user's staged blob, and makes its name
+// durable, in a goroutine of its own: the request's end must not stop it.
+func (s *Service) publishBlob(userHash string, st storage.Staged) *pendingBlob {
+	p := &pendingBlob{published: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		defer st.Close()
+		ctx := context.Background()
+		_, p.pubErr = st.Publish(ctx)
+		close(p.published)
+		if p.err = p.pubErr; p.err == nil {
+			p.err = s.stager.Flush(ctx, blobFolder(userHash))
+		}
+	}()
+	return p
+}
+
+// ready waits until the blob is published (visible, durable once its
+// folder is flushed), and returns the error if it could not be.
+func (p *pendingBlob) ready() error {
+	<-p.published
+	return storeErr(p.pubErr)
+}
+
+// wait waits until the blob's name is durable, and returns the error if
+// it is not.
+func (p *pendingBlob) wait() error {
+	<-p.done
+	return storeErr(p.err)
 }
 
 // errCheckedOK is the checker's way of closing the pipe after success.

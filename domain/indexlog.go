@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,8 +83,9 @@ func appendIndexLogJSON(b []byte, rec *indexLogRecord) []byte {
 	return appendImagesJSON(b, rec.Put)
 }
 
-// apply changes imgs as rec says, and returns them.
-func (rec *indexLogRecord) apply(imgs []Image) []Image {
+// apply changes imgs as rec says, and returns them. If added is not nil,
+// the ids of the images rec adds are put in it.
+func (rec *indexLogRecord) apply(imgs []Image, added map[string]bool) []Image {
 	if len(rec.Del) > 0 {
 		imgs = slices.DeleteFunc(imgs, func(img Image) bool { return slices.Contains(rec.Del, img.ID) })
 	}
@@ -100,6 +102,9 @@ func (rec *indexLogRecord) apply(imgs []Image) []Image {
 		} else {
 			pos[img.ID] = len(imgs)
 			imgs = append(imgs, img)
+			if added != nil {
+				added[img.ID] = true
+			}
 		}
 	}
 	return imgs
@@ -118,6 +123,7 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 		return 0, err
 	}
 	last := base
+	added := map[string]bool{}
 	for _, seq := range seqs {
 		if seq <= base {
 			continue // folded into the base already
@@ -132,10 +138,42 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 			}
 			return 0, err
 		}
-		ix.Images = rec.apply(ix.Images)
+		ix.Images = rec.apply(ix.Images, added)
 		last = seq
 	}
+	if len(added) > 0 && !s.cfg.KeepUnpublished {
+		if ix.Images, err = s.dropUnpublished(ctx, uh, ix.Images, added); err != nil {
+			return 0, err
+		}
+	}
 	return last, nil
+}
+
+// dropUnpublished removes from imgs, a list just read with its log, the
+// images the log added whose blob is missing: uploads whose record was
+// durable when a crash came, but not their blob's name (see pendingBlob).
+// None of them was acknowledged. An image replaced since it was added
+// keeps its place: a replacement's blob is durable before its record.
+func (s *Service) dropUnpublished(ctx context.Context, uh string, imgs []Image, added map[string]bool) ([]Image, error) {
+	var gone []string
+	for _, img := range imgs {
+		if !added[img.ID] {
+			continue
+		}
+		_, err := s.store.Stat(ctx, blobKey(uh, img.Blob))
+		if errors.Is(err, storage.ErrNotFound) {
+			gone = append(gone, img.ID)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(gone) == 0 {
+		return imgs, nil
+	}
+	s.log.Warn("images whose upload a crash cut short are left out of their list", "user", uh, "ids", gone)
+	return slices.DeleteFunc(imgs, func(img Image) bool { return slices.Contains(gone, img.ID) }), nil
 }
 
 // verifyIndexRecords makes each log record be checked against the list
@@ -168,12 +206,37 @@ func (s *Service) topIndexLogSeq(ctx context.Context, uh string) (uint64, error)
 	return seqs[len(seqs)-1], nil
 }
 
-// putIndexLog writes a log record, if no record has its sequence number.
-func (s *Service) putIndexLog(ctx context.Context, uh string, seq uint64, rec *indexLogRecord) error {
-	_, err := s.putEncoded(ctx, indexLogKey(uh, seq), storage.Cond{IfAbsent: true}, func(b []byte) []byte {
-		return appendIndexLogJSON(b, rec)
-	})
-	return err
+// putIndexLog writes a log record, if no record has its sequence number,
+// once ready returned nil. On a data folder, the record's bytes are
+// synced while ready waits (for the blobs of uploads, synced at the same
+// time: see pendingBlob).
+func (s *Service) putIndexLog(ctx context.Context, uh string, seq uint64, rec *indexLogRecord, ready func() error) error {
+	encode := func(b []byte) []byte { return appendIndexLogJSON(b, rec) }
+	key := indexLogKey(uh, seq)
+	if s.stager == nil {
+		if err := ready(); err != nil {
+			return err
+		}
+		_, err := s.putEncoded(ctx, key, storage.Cond{IfAbsent: true}, encode)
+		return err
+	}
+	bp := encodeRecord(encode)
+	defer releaseRecord(bp)
+	st, err := s.stager.Stage(ctx, key, bytes.NewReader(*bp))
+	if err != nil {
+		return storeErr(err)
+	}
+	defer st.Close()
+	if err := st.Sync(); err != nil {
+		return storeErr(err)
+	}
+	if err := ready(); err != nil {
+		return err
+	}
+	if _, err := st.Publish(ctx); err != nil {
+		return storeErr(err)
+	}
+	return storeErr(s.stager.Flush(ctx, indexLogPrefix(uh)))
 }
 
 // pruneIndexLog removes the user's log records up to seq, which a base

@@ -48,11 +48,26 @@ func soleService(t *testing.T, st storage.Store) *Service {
 	return svc
 }
 
-func addImage(name string) func(*index) error {
+// addImage returns a change that adds an image named name to the list of
+// the user with hash uh, whose blob it stores in svc's store first.
+func addImage(t *testing.T, svc *Service, uh, name string) func(*index) error {
+	img := Image{ID: NewID(), Name: name, Blob: testBlob(t, svc.store, uh), Created: time.Now().UTC()}
 	return func(ix *index) error {
-		ix.add(Image{ID: NewID(), Name: name, Blob: newBlobName(), Created: time.Now().UTC()})
+		ix.add(img)
 		return nil
 	}
+}
+
+// testBlob stores a blob for the user and returns its name: an image
+// added by a list's log whose blob is missing is dropped when the list is
+// read (an upload a crash cut short: see pendingBlob).
+func testBlob(t *testing.T, st storage.Store, uh string) string {
+	t.Helper()
+	name := newBlobName()
+	if _, err := st.Put(t.Context(), blobKey(uh, name), strings.NewReader("blob"), storage.Cond{IfAbsent: true}); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 func names(imgs []Image) []string {
@@ -92,12 +107,12 @@ func TestIndexLog(t *testing.T) {
 		var change func(*index) error
 		switch k := rng.IntN(10); {
 		case k < 6 || len(model) < 3: // upload
-			img := Image{ID: NewID(), Name: fmt.Sprintf("img-%d", op), Blob: newBlobName(), Created: time.Unix(int64(op), 0).UTC()}
+			img := Image{ID: NewID(), Name: fmt.Sprintf("img-%d", op), Blob: testBlob(t, st, uh), Created: time.Unix(int64(op), 0).UTC()}
 			model = append(model, img)
 			change = func(ix *index) error { ix.add(img); return nil }
 		case k < 8: // replace in place
 			i := rng.IntN(len(model))
-			model[i].Blob, model[i].Name = newBlobName(), fmt.Sprintf("replaced-%d", op)
+			model[i].Blob, model[i].Name = testBlob(t, st, uh), fmt.Sprintf("replaced-%d", op)
 			img := model[i]
 			change = func(ix *index) error { ix.set(ix.byID(img.ID), img); return nil }
 		default: // delete
@@ -142,7 +157,7 @@ func TestIndexLogGap(t *testing.T) {
 	svc := soleService(t, st)
 	uh := userHashOf("gap")
 	for i := range 5 {
-		if err := svc.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+		if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,7 +182,7 @@ func TestIndexLogFromWholeList(t *testing.T) {
 	}
 	uh := userHashOf("upgraded")
 	for _, name := range []string{"a", "b"} {
-		if err := shared.updateIndex(ctx, uh, addImage(name)); err != nil {
+		if err := shared.updateIndex(ctx, uh, addImage(t, shared, uh, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -176,14 +191,14 @@ func TestIndexLogFromWholeList(t *testing.T) {
 	}
 	// A stray record, as if left by hand.
 	stray := indexLogRecord{Put: []Image{{ID: NewID(), Name: "stray", Blob: newBlobName()}}}
-	if err := shared.putIndexLog(ctx, uh, 1, &stray); err != nil {
+	if err := shared.putIndexLog(ctx, uh, 1, &stray, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	sole := soleService(t, st)
-	if err := sole.updateIndex(ctx, uh, addImage("c")); err != nil {
+	if err := sole.updateIndex(ctx, uh, addImage(t, sole, uh, "c")); err != nil {
 		t.Fatal(err)
 	}
-	if err := sole.updateIndex(ctx, uh, addImage("d")); err != nil {
+	if err := sole.updateIndex(ctx, uh, addImage(t, sole, uh, "d")); err != nil {
 		t.Fatal(err)
 	}
 	ix, _, err := soleService(t, st).loadIndex(ctx, uh)
@@ -210,7 +225,7 @@ func TestIndexLogReadDuringCompaction(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := range writes {
-			if err := svc.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+			if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, fmt.Sprint(i))); err != nil {
 				t.Error(err)
 				return
 			}
@@ -298,7 +313,7 @@ func TestIndexChanges(t *testing.T) {
 		if added, removed := w.netChange(); len(w.Images) != len(old.Images)+added-removed {
 			t.Errorf("%s: %d images, counted %d", tc.name, len(w.Images), len(old.Images)+added-removed)
 		}
-		if got := w.rec.apply(slices.Clone(old.Images)); !slices.Equal(got, w.Images) {
+		if got := w.rec.apply(slices.Clone(old.Images), nil); !slices.Equal(got, w.Images) {
 			t.Errorf("%s: the record gives\n%q\nthe batch made\n%q", tc.name, names(got), names(w.Images))
 		}
 		next := w.frozen()
@@ -373,7 +388,7 @@ func TestIndexLogAfterWholeRewrite(t *testing.T) {
 			sole := soleService(t, st)
 			var want []string
 			for i := range writes {
-				if err := sole.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+				if err := sole.updateIndex(ctx, uh, addImage(t, sole, uh, fmt.Sprint(i))); err != nil {
 					t.Fatal(err)
 				}
 				want = append(want, fmt.Sprint(i))
@@ -392,7 +407,7 @@ func TestIndexLogAfterWholeRewrite(t *testing.T) {
 			st.fail.Store(true)
 			again := soleService(t, st)
 			for _, n := range []string{"new", "newer"} {
-				if err := again.updateIndex(ctx, uh, addImage(n)); err != nil {
+				if err := again.updateIndex(ctx, uh, addImage(t, again, uh, n)); err != nil {
 					t.Fatal(err)
 				}
 				want = append(want, n)
@@ -418,7 +433,7 @@ func TestIndexLogStaleBaseSeesGap(t *testing.T) {
 	uh := userHashOf("stale")
 	svc := soleService(t, st)
 	for i := range maxIndexLog + 1 { // a whole list and a full log
-		if err := svc.updateIndex(ctx, uh, addImage(fmt.Sprint(i))); err != nil {
+		if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -428,7 +443,7 @@ func TestIndexLogStaleBaseSeesGap(t *testing.T) {
 	}
 	st.fail.Store(true)
 	for _, n := range []string{"compacted", "next"} {
-		if err := svc.updateIndex(ctx, uh, addImage(n)); err != nil {
+		if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, n)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -444,16 +459,94 @@ func TestIndexChangeMustFailClean(t *testing.T) {
 	ctx := t.Context()
 	svc := soleService(t, memstore.New())
 	uh := userHashOf("sloppy")
-	if err := svc.updateIndex(ctx, uh, addImage("a")); err != nil {
+	if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, "a")); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("refused")
-	err := svc.updateIndex(ctx, uh, func(ix *index) error { addImage("half")(ix); return boom })
+	half := addImage(t, svc, uh, "half")
+	err := svc.updateIndex(ctx, uh, func(ix *index) error { half(ix); return boom })
 	if !errors.Is(err, errNotWritten) {
 		t.Fatalf("a change that failed after adding: %v, want errNotWritten", err)
 	}
 	ix, _, _ := soleService(t, svc.store).loadIndex(ctx, uh)
 	if got := names(ix.Images); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("list %q, want a", got)
+	}
+}
+
+// TestIndexLogDropsUnpublishedUploads: a crash can leave an upload's log
+// record durable while its blob's name is not (see pendingBlob). A server
+// reading the list afresh leaves such an image out, keeps every other one
+// (one added and since replaced too), and the image stays out once the
+// list is written whole.
+func TestIndexLogDropsUnpublishedUploads(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	svc := soleService(t, st)
+	uh := userHashOf("crashed")
+	for _, n := range []string{"a", "b"} {
+		if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "lost": its record is there, its blob never made it.
+	lost := Image{ID: NewID(), Name: "lost", Blob: newBlobName(), Created: time.Now().UTC()}
+	if err := svc.updateIndex(ctx, uh, func(ix *index) error { ix.add(lost); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// "replaced": added with a blob lost too, then replaced by one stored
+	// (a client may replace an image it saw listed before its upload was
+	// acknowledged): the replacement stands.
+	replaced := Image{ID: NewID(), Name: "replaced", Blob: newBlobName(), Created: time.Now().UTC()}
+	if err := svc.updateIndex(ctx, uh, func(ix *index) error { ix.add(replaced); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	replaced.Blob = testBlob(t, st, uh)
+	if err := svc.updateIndex(ctx, uh, func(ix *index) error { ix.set(ix.byID(replaced.ID), replaced); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, "c")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a", "b", "replaced", "c"}
+
+	fresh := soleService(t, st)
+	ix, _, err := fresh.loadIndex(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(ix.Images); !slices.Equal(got, want) {
+		t.Fatalf("a fresh server reads %q, want %q", got, want)
+	}
+	// check keeps it, to report it.
+	cfg := DefaultConfig
+	cfg.SoleWriter, cfg.KeepUnpublished = true, true
+	checker, err := New(st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, _, err = checker.loadIndex(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, all := names(ix.Images), []string{"a", "b", "lost", "replaced", "c"}; !slices.Equal(got, all) {
+		t.Fatalf("with KeepUnpublished: %q, want %q", got, all)
+	}
+	// Writes go on from the list without it, through a compaction.
+	for i := range maxIndexLog {
+		if err := fresh.updateIndex(ctx, uh, addImage(t, fresh, uh, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprint(i))
+	}
+	c, err := soleService(t, st).loadIndexState(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.baseSeq <= 1 {
+		t.Fatalf("the list's base is still the first (seq %d): nothing compacted", c.baseSeq)
+	}
+	if got := names(c.ix.Images); !slices.Equal(got, want) {
+		t.Fatalf("after a compaction a fresh server reads %q, want %q", got, want)
 	}
 }

@@ -115,7 +115,8 @@ func hashKey(kind, value string) string {
 func userKey(userHash string) string    { return "users/" + userHash + ".json" }
 func indexKey(userHash string) string   { return "index/" + userHash + ".json" }
 func tokenKey(token string) string      { return "tokens/" + hashKey("token", token) + ".json" }
-func blobKey(userHash, b string) string { return "blobs/" + userHash + "/" + b + ".gz" }
+func blobKey(userHash, b string) string { return blobFolder(userHash) + b + ".gz" }
+func blobFolder(userHash string) string { return "blobs/" + userHash + "/" }
 func userHashOf(username string) string { return hashKey("user", username) }
 
 func newBlobName() string {

@@ -49,6 +49,12 @@ type Config struct {
 	// then be cached and trusted without asking the store again. Leave it
 	// false when several servers share the store.
 	SoleWriter bool
+	// KeepUnpublished keeps in their lists the images a list's log added
+	// whose bytes are missing. A server leaves them out: they are uploads
+	// a crash cut short, never acknowledged (see pendingBlob). The check
+	// command keeps them, to report them (and remove them on repair) with
+	// every other image listed without its bytes.
+	KeepUnpublished bool
 	// HotCacheBytes is the size of the cache of images read most
 	// recently: their decompressed bytes, for clients that do not take
 	// gzip, and their stored bytes, for those that do; 0 turns it off.
@@ -67,10 +73,11 @@ var DefaultConfig = Config{MaxPixels: 100_000_000, GzipLevel: 6}
 
 // Service carries out every operation on users and images.
 type Service struct {
-	store storage.Store
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
+	store  storage.Store
+	stager storage.Stager // the store, if it is one and this Service its sole writer: see pendingBlob
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
 
 	users, images atomic.Int64 // as this process knows them: see Counts
 
@@ -145,7 +152,7 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
+	s := &Service{
 		store: store, cfg: cfg, log: log, now: time.Now,
 		indexes: newBoundedMap[string, cachedIndex](maxCachedIndexes),
 		seed:    maphash.MakeSeed(), queues: map[string]*indexQueue{},
@@ -153,7 +160,11 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 		userCache: newBoundedMap[string, User](maxCachedTokens),
 		hot:       newHotCache(cfg.HotCacheBytes),
 		variants:  newVariantState(),
-	}, nil
+	}
+	if st, ok := store.(storage.Stager); ok && cfg.SoleWriter {
+		s.stager = st
+	}
+	return s, nil
 }
 
 // Config returns the service's configuration.
@@ -445,16 +456,20 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 	if err := s.checkRoom(); err != nil {
 		return Image{}, err
 	}
-	blob, err := s.writeBlob(ctx, uh, r)
+	blob, err := s.writeBlob(ctx, uh, r, true)
 	if err != nil {
 		return Image{}, err
+	}
+	var ready func() error // the blob is published: the list may name it
+	if blob.pending != nil {
+		ready = blob.pending.ready
 	}
 	img := Image{
 		Name: name, Type: blob.info.Format.Name,
 		Size: blob.size, StoredSize: blob.storedSize, SHA256: blob.sha256,
 		Width: blob.info.Width, Height: blob.info.Height, Blob: blob.name,
 	}
-	err = s.updateIndex(ctx, uh, func(ix *index) error {
+	err = s.updateIndexWhen(ctx, uh, ready, func(ix *index) error {
 		if ix.byName(name) >= 0 {
 			return ErrNameTaken
 		}
@@ -473,6 +488,16 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 		ix.add(img)
 		return nil
 	})
+	if blob.pending != nil {
+		perr := blob.pending.wait()
+		if err == nil && perr != nil {
+			// Listed, but the blob's name may not be durable: like a
+			// failed fsync after a rename, the outcome is unknown, and
+			// the error stands. A crash drops it from the list.
+			s.images.Add(1)
+			return Image{}, perr
+		}
+	}
 	if err != nil {
 		listed, ok := s.discardBlob(ctx, uh, blob.name)
 		if ok && errors.Is(err, ErrNameTaken) {
@@ -532,7 +557,10 @@ func (s *Service) ReplaceIf(ctx context.Context, u User, id, name, ifSHA256 stri
 	if err := s.checkRoom(); err != nil {
 		return Image{}, err
 	}
-	blob, err := s.writeBlob(ctx, uh, r)
+	// Written whole before the list names it: were the list's record
+	// durable before the blob, a crash would lose the image's previous
+	// content, acknowledged long ago.
+	blob, err := s.writeBlob(ctx, uh, r, false)
 	if err != nil {
 		return Image{}, err
 	}

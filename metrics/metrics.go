@@ -211,12 +211,52 @@ func (m *Metrics) AuthFailure() {
 	}
 }
 
-// Store wraps a store so that its operations are counted and timed.
+// Store wraps a store so that its operations are counted and timed. A
+// storage.Stager stays one: its steps are counted as "stage", "publish"
+// and "flush".
 func (m *Metrics) Store(s storage.Store) storage.Store {
 	if m == nil {
 		return s
 	}
-	return &store{Store: s, m: m}
+	w := &store{Store: s, m: m}
+	if st, ok := s.(storage.Stager); ok {
+		return &stagerStore{store: w, stager: st}
+	}
+	return w
+}
+
+type stagerStore struct {
+	*store
+	stager storage.Stager
+}
+
+func (s *stagerStore) Stage(ctx context.Context, key string, r io.Reader) (storage.Staged, error) {
+	start := time.Now()
+	v, err := s.stager.Stage(ctx, key, r)
+	s.observe("stage", start, err)
+	if err != nil {
+		return nil, err
+	}
+	return &staged{Staged: v, s: s.store}, nil
+}
+
+func (s *stagerStore) Flush(ctx context.Context, folder string) error {
+	start := time.Now()
+	err := s.stager.Flush(ctx, folder)
+	s.observe("flush", start, err)
+	return err
+}
+
+type staged struct {
+	storage.Staged
+	s *store
+}
+
+func (v *staged) Publish(ctx context.Context) (storage.Attrs, error) {
+	start := time.Now()
+	a, err := v.Staged.Publish(ctx)
+	v.s.observe("publish", start, err)
+	return a, err
 }
 
 type store struct {

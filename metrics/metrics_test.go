@@ -72,8 +72,27 @@ func TestStoreOperations(t *testing.T) {
 	if _, err := s.(interface{ FreeBytes() (int64, error) }).FreeBytes(); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("FreeBytes of a memory store: %v, want ErrUnsupported", err)
 	}
+	// A store that writes in steps still does through the wrapper.
+	st, ok := s.(storage.Stager)
+	if !ok {
+		t.Fatal("the wrapper of a storage.Stager is not one")
+	}
+	v, err := st.Stage(ctx, "d/staged", bytes.NewReader([]byte("v")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if err := st.Flush(ctx, "d/"); err != nil {
+		t.Fatal(err)
+	}
 	out := scrape(t, m)
 	for _, want := range []string{
+		`imagestore_store_operations_total{op="stage",result="ok"} 1`,
+		`imagestore_store_operations_total{op="publish",result="ok"} 1`,
+		`imagestore_store_operations_total{op="flush",result="ok"} 1`,
 		`imagestore_store_operations_total{op="put",result="ok"} 1`,
 		`imagestore_store_operations_total{op="put",result="precondition_failed"} 1`,
 		`imagestore_store_operations_total{op="get",result="not_found"} 1`,

@@ -50,7 +50,8 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer st.close()
 	cfg := domain.DefaultConfig
-	cfg.SoleWriter = st.sole // a data folder's lists stay logs (see ARCHITECTURE.md)
+	cfg.SoleWriter = st.sole   // a data folder's lists stay logs (see ARCHITECTURE.md)
+	cfg.KeepUnpublished = true // reported, and removed on repair, as images without their bytes
 	svc, err := domain.New(st.Store, cfg)
 	if err != nil {
 		return err

@@ -367,7 +367,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 		// acknowledge a write that a crash could undo.
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}
-	return s.stat(key, p)
+	return st.attrs()
 }
 
 // copyBuffers are the buffers values are copied into files through: an

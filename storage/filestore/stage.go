@@ -2,8 +2,10 @@ package filestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,7 +121,17 @@ func (st *staged) Publish(ctx context.Context) (storage.Attrs, error) {
 	if err := st.place(ctx, storage.Cond{IfAbsent: true}); err != nil {
 		return storage.Attrs{}, err
 	}
-	return st.s.stat(st.key, st.p)
+	return st.attrs()
+}
+
+// attrs returns the attributes of the file written, whatever happened to
+// its key since it was placed (a write of another version, a removal).
+func (st *staged) attrs() (storage.Attrs, error) {
+	fi, err := st.f.Stat()
+	if err != nil {
+		return storage.Attrs{}, fmt.Errorf("stat %s: %w", st.key, err)
+	}
+	return attrsOf(fi), nil
 }
 
 // place puts the synced file under its key if cond holds.
@@ -166,7 +178,8 @@ func (st *staged) Close() error {
 }
 
 // Flush implements storage.Stager: one fsync of the folder, shared with
-// the writes into it that ask at the same time (see syncDir).
+// the writes into it that ask at the same time (see syncDir). A folder
+// that does not exist has nothing to make durable.
 func (s *Store) Flush(ctx context.Context, folder string) error {
 	key, ok := strings.CutSuffix(folder, "/")
 	if !ok {
@@ -183,6 +196,9 @@ func (s *Store) Flush(ctx context.Context, folder string) error {
 		return wrapWriteErr("flush", folder, err)
 	}
 	if err := s.syncDir(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // nothing was published there
+		}
 		return wrapWriteErr("flush", folder, err)
 	}
 	return nil
