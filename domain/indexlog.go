@@ -248,11 +248,18 @@ func (s *Service) pruneIndexLog(ctx context.Context, uh string, seq uint64) {
 		s.log.Warn("could not list a list's log records to remove them", "err", err)
 		return
 	}
+	remove := s.store.Delete
+	if s.stager != nil {
+		// Their removal need not be durable: a record at or below the
+		// base's seq is never applied, and a crash that brings one back
+		// leaves it for the next compaction. Only the order matters.
+		remove = s.stager.Unlink
+	}
 	for _, n := range seqs {
 		if n > seq {
 			break
 		}
-		if err := s.store.Delete(ctx, indexLogKey(uh, n)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := remove(ctx, indexLogKey(uh, n)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.Warn("could not remove a list's log record; the next compaction will", "key", indexLogKey(uh, n), "err", err)
 			return
 		}

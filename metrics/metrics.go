@@ -212,8 +212,8 @@ func (m *Metrics) AuthFailure() {
 }
 
 // Store wraps a store so that its operations are counted and timed. A
-// storage.Stager stays one: its steps are counted as "stage", "publish"
-// and "flush".
+// storage.Stager stays one: its steps are counted as "stage", "publish",
+// "unlink" and "flush".
 func (m *Metrics) Store(s storage.Store) storage.Store {
 	if m == nil {
 		return s
@@ -238,6 +238,13 @@ func (s *stagerStore) Stage(ctx context.Context, key string, r io.Reader) (stora
 		return nil, err
 	}
 	return &staged{Staged: v, s: s.store}, nil
+}
+
+func (s *stagerStore) Unlink(ctx context.Context, key string) error {
+	start := time.Now()
+	err := s.stager.Unlink(ctx, key)
+	s.observe("unlink", start, err)
+	return err
 }
 
 func (s *stagerStore) Flush(ctx context.Context, folder string) error {

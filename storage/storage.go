@@ -175,9 +175,16 @@ type Stager interface {
 	// close the Staged value.
 	Stage(ctx context.Context, key string, r io.Reader) (Staged, error)
 
-	// Flush makes durable the publication of every value whose key begins
-	// with folder (a prefix ending in "/", with no further "/" in the
-	// keys) and whose Publish returned before Flush was called.
+	// Unlink removes key as Delete does (ErrNotFound if it does not
+	// exist), but a crash may undo the removal until a Flush of its
+	// folder returns nil: for values whose removal need not be durable
+	// one by one, such as records a newer one makes obsolete.
+	Unlink(ctx context.Context, key string) error
+
+	// Flush makes durable the publication or removal of every value whose
+	// key begins with folder (a prefix ending in "/", with no further "/"
+	// in the keys) and whose Publish or Unlink returned before Flush was
+	// called.
 	Flush(ctx context.Context, folder string) error
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +20,7 @@ import (
 // system cannot do it (no O_TMPFILE, no /proc): the caller then takes the
 // portable way, a named temporary file.
 func openUnnamed(dir string) (*os.File, string, error) {
-	if _, err := os.Stat("/proc/self/fd"); err != nil {
+	if !haveProcFD() {
 		return nil, "", nil
 	}
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
@@ -31,6 +32,13 @@ func openUnnamed(dir string) (*os.File, string, error) {
 	}
 	return os.NewFile(uintptr(fd), dir+"/(unnamed)"), "/proc/self/fd/" + strconv.Itoa(fd), nil
 }
+
+// haveProcFD reports whether /proc/self/fd exists, through which an
+// unnamed file is linked.
+var haveProcFD = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
+})
 
 // linkUnnamed gives the unnamed file at fdPath the name p; an error
 // satisfying os.IsExist if p exists.

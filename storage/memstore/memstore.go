@@ -171,6 +171,9 @@ func (s *Store) Stage(ctx context.Context, key string, r io.Reader) (storage.Sta
 	return &staged{s: s, key: key, data: data}, nil
 }
 
+// Unlink implements storage.Stager: Delete.
+func (s *Store) Unlink(ctx context.Context, key string) error { return s.Delete(ctx, key) }
+
 // Flush implements storage.Stager; memory has nothing to make durable.
 func (s *Store) Flush(ctx context.Context, folder string) error {
 	if !strings.HasSuffix(folder, "/") || !storage.ValidPrefix(folder) {

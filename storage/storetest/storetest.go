@@ -529,6 +529,19 @@ func testStaged(t *testing.T, s storage.Store) {
 		t.Fatalf("Close after Publish changed the value: %q", got)
 	}
 
+	// Unlink removes as Delete does.
+	put(t, s, "dir/old", "obsolete", storage.Cond{})
+	if err := st.Unlink(ctx, "dir/old"); err != nil {
+		t.Fatalf("Unlink: %v", err)
+	}
+	wantNotFound(t, s, "dir/old")
+	if err := st.Unlink(ctx, "dir/old"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Unlink of a missing key: %v, want ErrNotFound", err)
+	}
+	if err := st.Flush(ctx, "dir/"); err != nil {
+		t.Fatalf("Flush after Unlink: %v", err)
+	}
+
 	// Publish creates only: a key that exists keeps its value.
 	put(t, s, "dir/taken", "first", storage.Cond{})
 	w, err := st.Stage(ctx, "dir/taken", strings.NewReader("second"))
