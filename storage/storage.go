@@ -9,6 +9,11 @@
 // (replace if unchanged); they are what the domain uses instead of locks to
 // keep its invariants when several writers race.
 //
+// A store whose values a crash undoes one by one (a folder on a disk) may
+// also implement Stager, which takes a new value's write in steps, so that
+// the domain can overlap the durable writes of values that depend on one
+// another.
+//
 // Keys are chosen by the program, never by users: see ValidKey. The shared
 // conformance suite in package storetest states the contract as tests.
 package storage
