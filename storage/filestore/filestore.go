@@ -4,10 +4,8 @@
 // A Put writes a temporary file (named ".tmp-*") in the key's own folder,
 // fsyncs it, renames it over the key's file and fsyncs the folder, so that a
 // crash at any instant leaves either the old value or the new one. Temporary
-// files left by a crash are removed when the store is opened. A new key is
-// written through an unnamed file instead where Linux allows (O_TMPFILE),
-// linked to its name once synced. The store is a storage.Stager: those
-// steps can also be taken one at a time.
+// files left by a crash are removed when the store is opened. The store is
+// a storage.Stager: those steps can also be taken one at a time.
 //
 // The folder belongs to one process at a time: Open takes an exclusive
 // flock(2) on a lock file in it, which the kernel releases when the process
@@ -65,8 +63,7 @@ type Store struct {
 	last    int64 // the last modification time given, in ns
 	step    int64 // the file system's timestamp granularity, in ns
 
-	fault    func(step, key string) error // see Options.Fault
-	portable bool                         // see Options.Portable
+	fault func(step, key string) error // see Options.Fault
 }
 
 // faultAt runs the fault hook, if any, for a step of a write.
@@ -94,10 +91,6 @@ type Options struct {
 	// "delete") and the key; an error it returns makes that step fail as
 	// a failing disk would. It exists for fault-injection tests.
 	Fault func(step, key string) error
-	// Portable makes new keys be written the way every system allows (a
-	// named temporary file, then a rename) even where the faster unnamed
-	// file of putNew is available: for tests of that way.
-	Portable bool
 }
 
 // OpenWith is Open with options.
@@ -122,7 +115,7 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 	if err := lock.Truncate(0); err == nil {
 		lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	s := &Store{dir: dir, root: filepath.Join(dir, objectsDir), lock: lock, seed: maphash.MakeSeed(), fault: opts.Fault, portable: opts.Portable}
+	s := &Store{dir: dir, root: filepath.Join(dir, objectsDir), lock: lock, seed: maphash.MakeSeed(), fault: opts.Fault}
 	if err := s.ensureDir(s.root); err != nil {
 		s.Close()
 		return nil, err
@@ -337,9 +330,7 @@ func wrapWriteErr(op, key string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, key, err)
 }
 
-// Put implements storage.Store. A new key (Cond.IfAbsent) is written
-// through an unnamed file where the system allows (see openUnnamed); any
-// other write through a named temporary file, renamed over the key's.
+// Put implements storage.Store.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.Cond) (storage.Attrs, error) {
 	p, err := s.path(key)
 	if err != nil {
@@ -348,7 +339,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, cond storage.C
 	if err := storage.CheckCond(cond); err != nil {
 		return storage.Attrs{}, err
 	}
-	st, err := s.stage(ctx, key, p, r, s.portable || !cond.IfAbsent)
+	st, err := s.stage(ctx, key, p, r)
 	if err != nil {
 		return storage.Attrs{}, wrapWriteErr("put", key, err)
 	}

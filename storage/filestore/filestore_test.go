@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,18 +18,14 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	for _, portable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("portable=%v", portable), func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) storage.Store {
-				s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Portable: portable})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				return s
-			})
-		})
-	}
+	storetest.Run(t, func(t *testing.T) storage.Store {
+		s, err := filestore.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }
 
 func TestSecondOpenIsRefused(t *testing.T) {
@@ -151,19 +146,13 @@ func TestValuesArePlainFiles(t *testing.T) {
 // TestFaultAtEachStep fails each step of a replacement in turn: before the
 // rename the old value stays; after it (the folder's sync) the new one is
 // whole; a failed removal keeps the value; never a temporary file left.
+//
+// It fails each step of the creation of a new key too.
 func TestFaultAtEachStep(t *testing.T) {
-	for _, portable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("portable=%v", portable), func(t *testing.T) { testFaultAtEachStep(t, portable) })
-	}
-}
-
-// testFaultAtEachStep fails each step of a replacement, and of the
-// creation of a new key, in turn.
-func testFaultAtEachStep(t *testing.T, portable bool) {
 	ctx := context.Background()
 	for _, step := range []string{"create", "write", "sync", "rename", "syncdir", "delete"} {
 		var armed bool
-		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Portable: portable, Fault: func(st, key string) error {
+		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(st, key string) error {
 			if armed && st == step {
 				return errors.New("disk error")
 			}

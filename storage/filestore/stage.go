@@ -15,19 +15,24 @@ import (
 
 var _ storage.Stager = (*Store)(nil)
 
-// staged is a value written but not yet under its key: an unnamed file
-// (see openUnnamed) where the system allows, else a named temporary file
-// in the key's folder.
+// staged is a value written but not yet under its key: a temporary file
+// in the key's folder, renamed into place.
+//
+// Not an unnamed file (O_TMPFILE) linked to its name: that file's inode
+// is synced while no name holds it, and on ext4 without a journal the
+// fsync of the folder after the link does not write the inode again, so
+// a power cut could leave a durable name on an inode whose count of names
+// is still zero on disk, which the kernel refuses to open. A temporary
+// file is synced with its name, and the rename only moves that name.
 type staged struct {
 	s      *Store
 	key, p string // the key, and the path it maps to
 	dir    string
 	f      *os.File
-	from   string // what to link or rename from: /proc/self/fd/N or the temporary file
-	named  bool   // from is a temporary file (renamed into place, not linked)
+	tmp    string // the temporary file's path
 	size   int64
 	synced bool
-	done   bool // published, or the temporary file renamed away
+	done   bool // renamed into place
 }
 
 // Stage implements storage.Stager.
@@ -36,17 +41,16 @@ func (s *Store) Stage(ctx context.Context, key string, r io.Reader) (storage.Sta
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.stage(ctx, key, p, r, s.portable)
+	st, err := s.stage(ctx, key, p, r)
 	if err != nil {
 		return nil, wrapWriteErr("put", key, err)
 	}
 	return st, nil
 }
 
-// stage writes r's bytes into a new file in the folder of key's path p,
-// named (a temporary file) if named is set or the system has no unnamed
-// files. On error nothing is left behind.
-func (s *Store) stage(ctx context.Context, key, p string, r io.Reader, named bool) (_ *staged, err error) {
+// stage writes r's bytes into a new temporary file in the folder of key's
+// path p. On error nothing is left behind.
+func (s *Store) stage(ctx context.Context, key, p string, r io.Reader) (_ *staged, err error) {
 	dir := filepath.Dir(p)
 	if err := s.ensureDir(dir); err != nil {
 		return nil, err
@@ -55,18 +59,10 @@ func (s *Store) stage(ctx context.Context, key, p string, r io.Reader, named boo
 		return nil, err
 	}
 	st := &staged{s: s, key: key, p: p, dir: dir}
-	if !named {
-		st.f, st.from, err = openUnnamed(dir)
-		if err != nil {
-			return nil, err
-		}
+	if st.f, err = os.CreateTemp(dir, tmpPrefix+"*"); err != nil {
+		return nil, err
 	}
-	if st.f == nil {
-		if st.f, err = os.CreateTemp(dir, tmpPrefix+"*"); err != nil {
-			return nil, err
-		}
-		st.from, st.named = st.f.Name(), true
-	}
+	st.tmp = st.f.Name()
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -79,7 +75,7 @@ func (s *Store) stage(ctx context.Context, key, p string, r io.Reader, named boo
 		return nil, err
 	}
 	mt := s.nextModTime()
-	if err := os.Chtimes(st.from, mt, mt); err != nil {
+	if err := os.Chtimes(st.tmp, mt, mt); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -108,9 +104,8 @@ func (st *staged) sync() error {
 	return nil
 }
 
-// Publish links the unnamed file to the key's name, which fails if the
-// name exists; a temporary file is renamed, once the key is found absent
-// under the key's lock (the folder is this process's alone).
+// Publish renames the file to the key's name once the key is found
+// absent, under the key's lock (the folder is this process's alone).
 func (st *staged) Publish(ctx context.Context) (storage.Attrs, error) {
 	if st.done {
 		return storage.Attrs{}, fmt.Errorf("put %s: published already", st.key)
@@ -140,10 +135,8 @@ func (st *staged) place(ctx context.Context, cond storage.Cond) error {
 	mu := s.stripe(st.key)
 	mu.Lock()
 	defer mu.Unlock()
-	if st.named || !cond.IfAbsent {
-		if err := s.check(st.key, st.p, cond); err != nil {
-			return err
-		}
+	if err := s.check(st.key, st.p, cond); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -151,14 +144,7 @@ func (st *staged) place(ctx context.Context, cond storage.Cond) error {
 	if err := s.faultAt("rename", st.key); err != nil {
 		return wrapWriteErr("put", st.key, err)
 	}
-	if st.named {
-		if err := os.Rename(st.from, st.p); err != nil {
-			return wrapWriteErr("put", st.key, err)
-		}
-	} else if err := linkUnnamed(st.from, st.p); err != nil {
-		if os.IsExist(err) {
-			return storage.Precondition(st.key, cond, true, "")
-		}
+	if err := os.Rename(st.tmp, st.p); err != nil {
 		return wrapWriteErr("put", st.key, err)
 	}
 	st.done = true
@@ -171,8 +157,8 @@ func (st *staged) Close() error {
 	}
 	err := st.f.Close()
 	st.f = nil
-	if st.named && !st.done {
-		os.Remove(st.from)
+	if !st.done {
+		os.Remove(st.tmp)
 	}
 	return err
 }
