@@ -308,7 +308,7 @@ func (s *Service) loadIndexState(ctx context.Context, uh string) (cachedIndex, e
 		}
 		st := cachedIndex{etag: etag, baseSeq: ix.Seq}
 		if ix.Log {
-			ix.Seq, err = s.readIndexLog(ctx, uh, st.baseSeq, &ix)
+			ix.Seq, err = s.readIndexLog(ctx, uh, st.baseSeq, &ix, func() bool { return gen.Load() != g })
 			if errors.Is(err, errIndexLogGap) && gen.Load() != g && attempt < 100 {
 				continue // a compaction removed records meanwhile: read again
 			}

@@ -116,8 +116,9 @@ var errIndexLogGap = errors.New("a record of the list's log is missing")
 
 // readIndexLog applies to ix, read from a base whose seq is base, the log
 // records after it, and returns the last one's sequence number (base if
-// there are none).
-func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *index) (uint64, error) {
+// there are none). raced reports whether a write of the list ended since
+// the read began.
+func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *index, raced func() bool) (uint64, error) {
 	seqs, err := s.indexLogSeqs(ctx, uh)
 	if err != nil {
 		return 0, err
@@ -142,8 +143,12 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 		last = seq
 	}
 	if len(added) > 0 && !s.cfg.KeepUnpublished {
-		if ix.Images, err = s.dropUnpublished(ctx, uh, ix.Images, added); err != nil {
-			return 0, err
+		var again bool
+		if ix.Images, again = s.dropUnpublished(ctx, uh, ix.Images, added, raced); again {
+			// The missing bytes may be an image's old ones, removed
+			// by a replacement or deletion written after the records
+			// were listed: read again.
+			return 0, fmt.Errorf("%w: a write raced the check of the images it added", errIndexLogGap)
 		}
 	}
 	return last, nil
@@ -153,8 +158,12 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 // images the log added whose blob is missing: uploads whose record was
 // durable when a crash came, but not their blob's name (see pendingBlob).
 // None of them was acknowledged. An image replaced since it was added
-// keeps its place: a replacement's blob is durable before its record.
-func (s *Service) dropUnpublished(ctx context.Context, uh string, imgs []Image, added map[string]bool) ([]Image, error) {
+// keeps its place: a replacement's blob is durable before its record. A
+// blob that cannot be looked at (a failing disk) keeps its image, as an
+// image whose bytes cannot be read. If bytes are missing and raced
+// reports a write during the read, nothing is dropped and again is true:
+// the caller must read again.
+func (s *Service) dropUnpublished(ctx context.Context, uh string, imgs []Image, added map[string]bool, raced func() bool) (_ []Image, again bool) {
 	var gone []string
 	for _, img := range imgs {
 		if !added[img.ID] {
@@ -163,17 +172,18 @@ func (s *Service) dropUnpublished(ctx context.Context, uh string, imgs []Image, 
 		_, err := s.store.Stat(ctx, blobKey(uh, img.Blob))
 		if errors.Is(err, storage.ErrNotFound) {
 			gone = append(gone, img.ID)
-			continue
-		}
-		if err != nil {
-			return nil, err
+		} else if err != nil {
+			s.log.Warn("could not look at an image's bytes; it stays listed", "user", uh, "id", img.ID, "err", err)
 		}
 	}
 	if len(gone) == 0 {
-		return imgs, nil
+		return imgs, false
+	}
+	if raced() {
+		return imgs, true
 	}
 	s.log.Warn("images whose upload a crash cut short are left out of their list", "user", uh, "ids", gone)
-	return slices.DeleteFunc(imgs, func(img Image) bool { return slices.Contains(gone, img.ID) }), nil
+	return slices.DeleteFunc(imgs, func(img Image) bool { return slices.Contains(gone, img.ID) }), false
 }
 
 // verifyIndexRecords makes each log record be checked against the list

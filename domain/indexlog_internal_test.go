@@ -447,7 +447,7 @@ func TestIndexLogStaleBaseSeesGap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := svc.readIndexLog(ctx, uh, old.Seq, &old); !errors.Is(err, errIndexLogGap) {
+	if _, err := svc.readIndexLog(ctx, uh, old.Seq, &old, func() bool { return false }); !errors.Is(err, errIndexLogGap) {
 		t.Fatalf("a reader of the whole list before the compaction: %v, want errIndexLogGap", err)
 	}
 }
@@ -548,5 +548,74 @@ func TestIndexLogDropsUnpublishedUploads(t *testing.T) {
 	}
 	if got := names(c.ix.Images); !slices.Equal(got, want) {
 		t.Fatalf("after a compaction a fresh server reads %q, want %q", got, want)
+	}
+}
+
+// gatedRecordReads holds the first read of a log record, once armed,
+// until gate is closed, and closes held when it does. Other reads pass.
+type gatedRecordReads struct {
+	storage.Store
+	armed      atomic.Bool
+	held, gate chan struct{}
+}
+
+func (g *gatedRecordReads) Get(ctx context.Context, key string) (io.ReadCloser, storage.Attrs, error) {
+	if strings.HasPrefix(key, "indexlog/") && g.armed.CompareAndSwap(true, false) {
+		close(g.held)
+		<-g.gate
+	}
+	return g.Store.Get(ctx, key)
+}
+
+// TestIndexLogReadRacingReplacement: a reader that listed the log's
+// records, then finds the bytes of an image they add missing because a
+// replacement written meanwhile removed them, reads again instead of
+// leaving the image out.
+func TestIndexLogReadRacingReplacement(t *testing.T) {
+	ctx := t.Context()
+	st := &gatedRecordReads{Store: memstore.New(), held: make(chan struct{}), gate: make(chan struct{})}
+	svc := soleService(t, st)
+	uh := userHashOf("raced")
+	for _, n := range []string{"a", "b"} {
+		if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(logRecords(t, st, uh)) == 0 {
+		t.Fatal("b was not added by a log record: nothing tested")
+	}
+	ix, _, _ := svc.loadIndex(ctx, uh)
+	b := ix.Images[ix.byName("b")]
+
+	svc.indexes.forget(uh)
+	st.armed.Store(true)
+	type result struct {
+		ix  index
+		err error
+	}
+	read := make(chan result, 1)
+	go func() {
+		ix, _, err := svc.loadIndex(ctx, uh)
+		read <- result{ix, err}
+	}()
+	<-st.held // the reader has listed the records and reads them
+	replaced := b
+	replaced.Blob = testBlob(t, st, uh)
+	if err := svc.updateIndex(ctx, uh, func(ix *index) error { ix.set(ix.byID(b.ID), replaced); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, blobKey(uh, b.Blob)); err != nil {
+		t.Fatal(err)
+	}
+	close(st.gate)
+	r := <-read
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := names(r.ix.Images); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("the reader got %q, want a and b", got)
+	}
+	if i := r.ix.byName("b"); r.ix.Images[i].Blob != replaced.Blob {
+		t.Fatalf("b's blob is %s, want the replacement's %s", r.ix.Images[i].Blob, replaced.Blob)
 	}
 }
