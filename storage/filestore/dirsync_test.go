@@ -2,10 +2,16 @@ package filestore
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/imagestore/imagestore/storage"
 )
 
 // TestDirSyncShared: of many writers syncing one folder at once, each
@@ -62,5 +68,43 @@ func TestDirSyncShared(t *testing.T) {
 	before := started.Load()
 	if err := s.syncDir("/another/folder"); err != nil || started.Load() != before+1 {
 		t.Errorf("another folder: %v, %d fsyncs", err, started.Load()-before)
+	}
+}
+
+// TestFolderFoundIsMadeDurable: a write into a folder that exists but that
+// this store has not made durable (another write may have just created it,
+// its parent's fsync still running) syncs the parent before it returns.
+func TestFolderFoundIsMadeDurable(t *testing.T) {
+	var mu sync.Mutex
+	var synced []string
+	old := fsyncDir
+	defer func() { fsyncDir = old }()
+	fsyncDir = func(dir string) error {
+		mu.Lock()
+		synced = append(synced, dir)
+		mu.Unlock()
+		return old(dir)
+	}
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Made behind the store's back, as a racing write would.
+	if err := os.MkdirAll(filepath.Join(s.root, "a", "b"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	synced = nil
+	mu.Unlock()
+	if _, err := s.Put(t.Context(), "a/b/key", strings.NewReader("v"), storage.Cond{IfAbsent: true}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{s.root, filepath.Join(s.root, "a"), filepath.Join(s.root, "a", "b")} {
+		if !slices.Contains(synced, want) {
+			t.Errorf("%s was not synced; synced: %q", want, synced)
+		}
 	}
 }

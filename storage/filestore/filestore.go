@@ -482,24 +482,29 @@ func (s *Store) ensureDir(dir string) error {
 	}
 	fi, err := os.Stat(dir)
 	switch {
-	case err == nil && fi.IsDir():
-	case err == nil:
+	case err == nil && !fi.IsDir():
 		return fmt.Errorf("%s is not a folder", dir)
-	case errors.Is(err, fs.ErrNotExist):
-		parent := filepath.Dir(dir)
-		if parent != dir {
-			if err := s.ensureDir(parent); err != nil {
-				return err
-			}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	// A folder found may have just been made by another write, whose sync
+	// of the parent has not ended: a write into it must not count on it.
+	// So the parent is synced either way, once per folder and process.
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := s.ensureDir(parent); err != nil {
+			return err
 		}
+	}
+	if err != nil {
 		if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
+	}
+	if parent != dir {
 		if err := s.syncDir(parent); err != nil {
 			return err
 		}
-	default:
-		return err
 	}
 	s.dirs.Store(dir, struct{}{})
 	return nil
