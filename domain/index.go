@@ -492,6 +492,7 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 		// rename): read the record again next time.
 		s.indexes.forget(uh)
 		if !errors.Is(err, storage.ErrPrecondition) {
+			s.unsure.Store(uh, true)
 			for i := range outcomes {
 				if outcomes[i] == nil {
 					outcomes[i] = err
@@ -520,7 +521,12 @@ func (e *notReadyError) Error() string { return e.err.Error() }
 // if it fails.
 func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix index, ready func() error) (cachedIndex, error) {
 	seq := cur.ix.Seq
-	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog {
+	// After a write that failed, perhaps after it was made (a failed
+	// fsync), the list is written whole: a record's folder is not the
+	// whole list's, and a record made durable on a whole list that is not
+	// (or after one that is not) would leave a gap after a crash.
+	_, unsure := s.unsure.Load(uh)
+	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog && !unsure {
 		if verifyIndexRecords && ix.rec != nil {
 			if got := ix.rec.apply(slices.Clone(cur.ix.Images), nil); !slices.Equal(got, ix.Images) {
 				panic("a batch's log record does not give the list the batch made")
@@ -575,6 +581,7 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 	if err != nil {
 		return cachedIndex{}, err
 	}
+	s.unsure.Delete(uh)
 	return cachedIndex{etag: tag, baseSeq: ix.Seq, ix: ix.frozen()}, nil
 }
 

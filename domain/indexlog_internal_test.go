@@ -619,3 +619,51 @@ func TestIndexLogReadRacingReplacement(t *testing.T) {
 		t.Fatalf("b's blob is %s, want the replacement's %s", r.ix.Images[i].Blob, replaced.Blob)
 	}
 }
+
+// unsureListWrites makes the next write of a whole list, once armed, fail
+// after it was made, as a failed fsync after the rename does.
+type unsureListWrites struct {
+	storage.Store
+	armed atomic.Bool
+}
+
+func (u *unsureListWrites) Put(ctx context.Context, key string, r io.Reader, cond storage.Cond) (storage.Attrs, error) {
+	a, err := u.Store.Put(ctx, key, r, cond)
+	if err == nil && strings.HasPrefix(key, "index/") && u.armed.CompareAndSwap(true, false) {
+		return storage.Attrs{}, errors.New("fsync failed (injected)")
+	}
+	return a, err
+}
+
+// TestIndexLogAfterUnsureWholeWrite: after a whole list's write failed
+// perhaps after it was made, the next write is whole too, never a record
+// that a crash could leave after a whole list that did not survive it.
+func TestIndexLogAfterUnsureWholeWrite(t *testing.T) {
+	ctx := t.Context()
+	st := &unsureListWrites{Store: memstore.New()}
+	svc := soleService(t, st)
+	uh := userHashOf("unsure")
+	st.armed.Store(true)
+	if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, "a")); err == nil {
+		t.Fatal("the failed write of the first whole list succeeded")
+	}
+	if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if got := logRecords(t, st, uh); len(got) != 0 {
+		t.Fatalf("the write after an unsure one made log records %q, want a whole list", got)
+	}
+	if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, "c")); err != nil {
+		t.Fatal(err)
+	}
+	if got := logRecords(t, st, uh); len(got) != 1 {
+		t.Fatalf("once a whole list was written, the next write made records %q, want one", got)
+	}
+	ix, _, err := soleService(t, st).loadIndex(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(ix.Images); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("a fresh server reads %q", got)
+	}
+}

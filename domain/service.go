@@ -86,6 +86,7 @@ type Service struct {
 	writeGens [256]atomic.Uint64 // index writes begun, by group of users: see loadIndex
 	queueMu   sync.Mutex
 	queues    map[string]*indexQueue // users whose index is being written: see updateIndex
+	unsure    sync.Map               // users whose last list write failed: see writeIndex
 
 	tokens    *boundedMap[string, string] // username by token: see Authenticate
 	userCache *boundedMap[string, User]   // users by name, for a SoleWriter
