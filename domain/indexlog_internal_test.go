@@ -53,6 +53,10 @@ func soleService(t *testing.T, st storage.Store) *Service {
 func addImage(t *testing.T, svc *Service, uh, name string) func(*index) error {
 	img := Image{ID: NewID(), Name: name, Blob: testBlob(t, svc.store, uh), Created: time.Now().UTC()}
 	return func(ix *index) error {
+		img := img
+		for ix.byID(img.ID) >= 0 { // ids are short: as Upload does
+			img.ID = NewID()
+		}
 		ix.add(img)
 		return nil
 	}
@@ -108,6 +112,9 @@ func TestIndexLog(t *testing.T) {
 		switch k := rng.IntN(10); {
 		case k < 6 || len(model) < 3: // upload
 			img := Image{ID: NewID(), Name: fmt.Sprintf("img-%d", op), Blob: testBlob(t, st, uh), Created: time.Unix(int64(op), 0).UTC()}
+			for slices.ContainsFunc(model, func(m Image) bool { return m.ID == img.ID }) {
+				img.ID = NewID() // ids are short: as Upload does
+			}
 			model = append(model, img)
 			change = func(ix *index) error { ix.add(img); return nil }
 		case k < 8: // replace in place
