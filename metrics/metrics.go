@@ -213,7 +213,7 @@ func (m *Metrics) AuthFailure() {
 
 // Store wraps a store so that its operations are counted and timed. A
 // storage.Stager stays one: its steps are counted as "stage", "publish",
-// "unlink" and "flush".
+// "unlink", "flush" and "append".
 func (m *Metrics) Store(s storage.Store) storage.Store {
 	if m == nil {
 		return s
@@ -244,6 +244,13 @@ func (s *stagerStore) Unlink(ctx context.Context, key string) error {
 	start := time.Now()
 	err := s.stager.Unlink(ctx, key)
 	s.observe("unlink", start, err)
+	return err
+}
+
+func (s *stagerStore) Append(ctx context.Context, key string, p []byte) error {
+	start := time.Now()
+	err := s.stager.Append(ctx, key, p)
+	s.observe("append", start, err)
 	return err
 }
 

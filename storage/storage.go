@@ -12,7 +12,7 @@
 // A store whose values a crash undoes one by one (a folder on a disk) may
 // also implement Stager, which takes a new value's write in steps, so that
 // the domain can overlap the durable writes of values that depend on one
-// another.
+// another, and appends to a value in place, for logs.
 //
 // Keys are chosen by the program, never by users: see ValidKey. The shared
 // conformance suite in package storetest states the contract as tests.
@@ -191,6 +191,18 @@ type Stager interface {
 	// in the keys) and whose Publish or Unlink returned before Flush was
 	// called.
 	Flush(ctx context.Context, folder string) error
+
+	// Append adds p at the end of key's value, creating the key if it is
+	// absent, and returns once p (and a new key's name) is durable: one
+	// write of a log's record, without a new value each time.
+	//
+	// Unlike the other writes, an append is not atomic: a reader may meet
+	// a part of an append in progress, and a crash may leave a part of one
+	// that did not return nil, so what a log stores must let its reader
+	// tell where its last whole record ends. The appends to one key must
+	// take turns, and none may follow one that failed: the value may end
+	// in a part of it.
+	Append(ctx context.Context, key string, p []byte) error
 }
 
 // Staged is a value written by Stage and not yet, or just, published.

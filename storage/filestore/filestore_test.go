@@ -212,3 +212,64 @@ func TestFaultAtEachStep(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestAppendFaults fails each step of an append in turn: a value that was
+// there is left exactly as it was (its file truncated back after a failed
+// write or sync); a new key's bytes are there only if the fault came
+// after their sync (the folder's), when the append reports the error all
+// the same.
+func TestAppendFaults(t *testing.T) {
+	ctx := context.Background()
+	for _, step := range []string{"create", "write", "sync", "syncdir"} {
+		var armed bool
+		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(st, key string) error {
+			if armed && st == step {
+				return errors.New("disk error")
+			}
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Append(ctx, "log/k", []byte("old;")); err != nil {
+			t.Fatal(err)
+		}
+		armed = true
+		err = s.Append(ctx, "log/k", []byte("new;"))
+		armed = false
+		switch step {
+		case "create", "syncdir": // steps an existing key's append skips
+			if err != nil {
+				t.Errorf("%s: an append to an existing key failed: %v", step, err)
+			}
+		default:
+			if err == nil {
+				t.Errorf("%s: the injected fault was not reported", step)
+			}
+			rc, _, gerr := s.Get(ctx, "log/k")
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			if string(b) != "old;" {
+				t.Errorf("%s: value %q after a failed append, want %q", step, b, "old;")
+			}
+		}
+
+		armed = true
+		err = s.Append(ctx, "log/new", []byte("fresh;"))
+		armed = false
+		if err == nil {
+			t.Errorf("%s: the injected fault in a new key's append was not reported", step)
+		}
+		a, serr := s.Stat(ctx, "log/new")
+		switch {
+		case step == "syncdir" && (serr != nil || a.Size != int64(len("fresh;"))):
+			t.Errorf("%s: new key after a fault past its sync: %+v, %v", step, a, serr)
+		case step != "syncdir" && serr == nil && a.Size != 0:
+			t.Errorf("%s: new key holds %d bytes after a failed append", step, a.Size)
+		}
+		s.Close()
+	}
+}

@@ -174,6 +174,25 @@ func (s *Store) Stage(ctx context.Context, key string, r io.Reader) (storage.Sta
 // Unlink implements storage.Stager: Delete.
 func (s *Store) Unlink(ctx context.Context, key string) error { return s.Delete(ctx, key) }
 
+// Append implements storage.Stager. The value is copied with p at its
+// end, so that readers of the value before keep their bytes.
+func (s *Store) Append(ctx context.Context, key string, p []byte) error {
+	if !storage.ValidKey(key) {
+		return keyErr(key)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.objects[key]
+	data := make([]byte, 0, len(o.data)+len(p))
+	data = append(append(data, o.data...), p...)
+	s.gen++
+	s.objects[key] = object{data: data, etag: fmt.Sprintf("m%d", s.gen), modTime: time.Now()}
+	return nil
+}
+
 // Flush implements storage.Stager; memory has nothing to make durable.
 func (s *Store) Flush(ctx context.Context, folder string) error {
 	if !strings.HasSuffix(folder, "/") || !storage.ValidPrefix(folder) {

@@ -54,6 +54,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"StagedWrites", testStaged},
 		{"StagedWriteFails", testStagedFails},
 		{"ConcurrentPublish", testConcurrentPublish},
+		{"Appends", testAppends},
+		{"AppendKeepsReaders", testAppendKeepsReaders},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -638,4 +640,87 @@ func testConcurrentPublish(t *testing.T, s storage.Store) {
 		t.Fatalf("the key holds %q, the winner wrote %q", got, winner.Load())
 	}
 	assertNoLeftovers(t, s)
+}
+
+// testAppends: Append creates a key that is absent, adds to the end of
+// one that is there (written by Put or by Append), gives the value a new
+// ETag each time, and refuses a key ValidKey refuses.
+func testAppends(t *testing.T, s storage.Store) {
+	st := stager(t, s)
+	if err := st.Append(ctx, "log/a", []byte("one;")); err != nil {
+		t.Fatalf("Append to a new key: %v", err)
+	}
+	got, a1 := get(t, s, "log/a")
+	if got != "one;" {
+		t.Fatalf("after one append: %q", got)
+	}
+	if err := st.Append(ctx, "log/a", []byte("two;")); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	got, a2 := get(t, s, "log/a")
+	if got != "one;two;" || a2.Size != int64(len(got)) {
+		t.Fatalf("after two appends: %q, size %d", got, a2.Size)
+	}
+	if a1.ETag == a2.ETag {
+		t.Errorf("an append kept the ETag %q", a1.ETag)
+	}
+	if err := st.Append(ctx, "log/a", nil); err != nil {
+		t.Fatalf("Append of nothing: %v", err)
+	}
+	if got, _ := get(t, s, "log/a"); got != "one;two;" {
+		t.Fatalf("after an append of nothing: %q", got)
+	}
+	if err := st.Append(ctx, "log/empty", nil); err != nil {
+		t.Fatalf("Append of nothing to a new key: %v", err)
+	}
+	if got, a := get(t, s, "log/empty"); got != "" || a.Size != 0 {
+		t.Fatalf("a key made by an append of nothing holds %q", got)
+	}
+	put(t, s, "log/put", "base;", storage.Cond{})
+	if err := st.Append(ctx, "log/put", []byte("more;")); err != nil {
+		t.Fatalf("Append to a key Put wrote: %v", err)
+	}
+	if got, _ := get(t, s, "log/put"); got != "base;more;" {
+		t.Fatalf("Put then Append: %q", got)
+	}
+	for _, key := range []string{"", "../escape", "log/.hidden", "Log/Upper"} {
+		if err := st.Append(ctx, key, []byte("x")); !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("Append(%q) = %v, want ErrInvalidKey", key, err)
+		}
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := st.Append(cancelled, "log/a", []byte("late;")); err == nil {
+		t.Errorf("Append with a cancelled context succeeded")
+	}
+	if got, _ := get(t, s, "log/a"); got != "one;two;" {
+		t.Fatalf("after a cancelled append: %q", got)
+	}
+	assertKeys(t, s, "log/", []string{"log/a", "log/empty", "log/put"})
+	assertNoLeftovers(t, s)
+}
+
+// testAppendKeepsReaders: a reader opened before an append reads at least
+// the bytes that were there, and what it reads is a prefix of the value
+// after the append (a log's reader relies on no more than this).
+func testAppendKeepsReaders(t *testing.T, s storage.Store) {
+	st := stager(t, s)
+	if err := st.Append(ctx, "log/r", []byte("first;")); err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := s.Get(ctx, "log/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := st.Append(ctx, "log/r", []byte("second;")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); got != "first;" && got != "first;second;" {
+		t.Fatalf("a reader opened before an append read %q", got)
+	}
 }
