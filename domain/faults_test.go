@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -100,8 +101,10 @@ func testFaults(t *testing.T, sole bool) {
 			for k := 1; !full || k <= 3; k++ { // a full log: its first removals only
 				var armed atomic.Bool
 				var seen atomic.Int32
+				var faulted atomic.Value // the key of the step that failed
 				fs, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(s, key string) error {
 					if armed.Load() && s == step && seen.Add(1) == int32(k) {
+						faulted.Store(key)
 						return injected
 					}
 					return nil
@@ -138,6 +141,9 @@ func testFaults(t *testing.T, sole bool) {
 				case err != nil && committedAfter:
 				case err == nil && step == "delete" && after != before:
 					// A failed removal of old bytes does not fail the operation.
+				case err == nil && full && strings.HasSuffix(faulted.Load().(string), ".log") && after != before:
+					// Nor does a failure to start the log after a list
+					// written whole: the logs before it stay a while.
 				default:
 					t.Errorf("%s, fault at %s #%d: error %v; state changed: %v\nbefore:\n%safter:\n%s", o.name, step, k, err, after != before, before, after)
 				}

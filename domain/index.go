@@ -254,6 +254,9 @@ type cachedIndex struct {
 	etag    string
 	baseSeq uint64
 	ix      index
+	// logTorn says that the list's log ends in a part of a record, which
+	// the next record must not follow: the list is written whole next.
+	logTorn bool
 }
 
 // writeGen returns the counter of writes of the records of the user with
@@ -308,7 +311,9 @@ func (s *Service) loadIndexState(ctx context.Context, uh string) (cachedIndex, e
 		}
 		st := cachedIndex{etag: etag, baseSeq: ix.Seq}
 		if ix.Log {
-			ix.Seq, err = s.readIndexLog(ctx, uh, st.baseSeq, &ix, func() bool { return gen.Load() != g })
+			var ls indexLogState
+			ls, err = s.readIndexLog(ctx, uh, st.baseSeq, &ix, func() bool { return gen.Load() != g })
+			ix.Seq, st.logTorn = ls.seq, ls.torn
 			if errors.Is(err, errIndexLogGap) && gen.Load() != g && attempt < 100 {
 				continue // a compaction removed records meanwhile: read again
 			}
@@ -526,14 +531,14 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 	// whole list's, and a record made durable on a whole list that is not
 	// (or after one that is not) would leave a gap after a crash.
 	_, unsure := s.unsure.Load(uh)
-	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog && !unsure {
+	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog && !unsure && !cur.logTorn {
 		if verifyIndexRecords && ix.rec != nil {
 			if got := ix.rec.apply(slices.Clone(cur.ix.Images), nil); !slices.Equal(got, ix.Images) {
 				panic("a batch's log record does not give the list the batch made")
 			}
 		}
 		if added, removed := ix.netChange(); ix.rec != nil && len(ix.Images) == len(cur.ix.Images)+added-removed {
-			if err := s.putIndexLog(ctx, uh, seq+1, ix.rec, ready); err != nil {
+			if err := s.putIndexLog(ctx, uh, cur.baseSeq, seq+1, ix.rec, ready); err != nil {
 				return cachedIndex{}, err
 			}
 			ix.Seq = seq + 1

@@ -1,10 +1,13 @@
 package domain
 
 import (
-	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,31 +20,46 @@ import (
 // upload costs in proportion to its length: a user with 10,000 images
 // would write 2.5 MB for each 100 KB image. So each write of a list there
 // is a small log record instead, which holds what the write changed, under
-// the next sequence number:
+// the next sequence number, appended to the log that follows the base:
 //
-//	index/<user hash>.json                    {"log":true,"seq":B,"images":[...]}
-//	indexlog/<user hash>/<seq, 16 hex>.json   {"put":[...],"del":[...]}
+//	index/<user hash>.json                   {"log":true,"seq":B,"images":[...]}
+//	indexlog/<user hash>/<B, 16 hex>.log     records B+1, B+2, ... one after another
+//
+// Each record in the log is framed (see appendIndexLogFrame): its length,
+// a checksum and its sequence number, then its JSON. An append is not
+// atomic, so a reader stops at the first record that is not whole: one
+// being appended, or one a crash cut short. No record after it was ever
+// acknowledged, but the next one must not be appended after it, so a list
+// whose log ends that way is written whole at its next write.
 //
 // The list is the base's images with the records B+1, B+2, ... applied in
 // order. Every maxIndexLog records the whole list is written again as a
-// new base (compaction), whose seq is one more than the last record it
-// folds in (a number no record has), and the records below it are removed,
-// oldest first. Records at or below the base's seq are leftovers of a
-// compaction cut short, ignored and removed by the next one.
+// new base (compaction), whose seq B' is one more than the last record it
+// folds in (a number no record has); then B' gets its log, empty, and the
+// logs before it are removed. A reader that read the previous base and
+// finds its log gone finds a newer one, and reads again; one that read it
+// before the removal reads the records the new base folded in, the same
+// list.
 //
-// A reader that read the previous base sees a gap, and reads again: at
-// the new base's own number while the records folded in are all still
-// there, or before the first record left, since the oldest record goes
-// first. Records are created if absent, so a write never
-// replaces another; the process is the store's only writer, and the writes
-// of one user's list take turns (see updateIndex), so the next sequence
-// number is always free.
+// Records are appended by one writer at a time: the process is the
+// store's only writer, and the writes of one user's list take turns (see
+// updateIndex).
+//
+// On a store that cannot append (storage.Stager), and in data folders
+// written before the logs were files of their own, each record is a key
+// of its own, created if absent, and a compaction removes them oldest
+// first, so that a reader of the previous base meets a gap:
+//
+//	indexlog/<user hash>/<seq, 16 hex>.json  {"put":[...],"del":[...]}
+//
+// A reader applies such records first, then the base's log: the two kinds
+// meet only in a folder whose server was upgraded between two writes.
 //
 // A base without "log" (a bucket's, written by servers that share it, or a
 // data folder's from before the log) has no records: such a list is
 // rewritten whole, and a data folder's first write rewrites it with "log",
-// numbered above any record already there, so that a stray one (of a log
-// whose list was since written whole) is never applied.
+// numbered above any record or log already there, so that a stray one (of
+// a log whose list was since written whole) is never applied.
 
 // maxIndexLog is how many log records a list may have before it is
 // written whole again.
@@ -49,19 +67,33 @@ const maxIndexLog = 64
 
 func indexLogPrefix(userHash string) string { return "indexlog/" + userHash + "/" }
 
+// indexLogKey is the key of a record stored on its own.
 func indexLogKey(userHash string, seq uint64) string {
 	return fmt.Sprintf("indexlog/%s/%016x.json", userHash, seq)
 }
 
-// indexLogSeq returns the sequence number of a log record's key.
-func indexLogSeq(key string) (uint64, bool) {
+// indexLogFileKey is the key of the log that follows the base numbered
+// base.
+func indexLogFileKey(userHash string, base uint64) string {
+	return fmt.Sprintf("indexlog/%s/%016x.log", userHash, base)
+}
+
+// indexLogName parses the name of a key under indexLogPrefix: the seq of
+// a record stored on its own (file false), or the base of a log (file
+// true).
+func indexLogName(key string) (n uint64, file, ok bool) {
 	i := strings.LastIndexByte(key, '/')
-	name, ok := strings.CutSuffix(key[i+1:], ".json")
-	if !ok || len(name) != 16 {
-		return 0, false
+	name := key[i+1:]
+	if base, isLog := strings.CutSuffix(name, ".log"); isLog {
+		name, file = base, true
+	} else if name, ok = strings.CutSuffix(name, ".json"); !ok {
+		return 0, false, false
 	}
-	seq, err := strconv.ParseUint(name, 16, 64)
-	return seq, err == nil
+	if len(name) != 16 {
+		return 0, false, false
+	}
+	n, err := strconv.ParseUint(name, 16, 64)
+	return n, file, err == nil
 }
 
 // indexLogRecord is one write of a list: the ids of the images it removed,
@@ -81,6 +113,47 @@ func appendIndexLogJSON(b []byte, rec *indexLogRecord) []byte {
 	}
 	b = append(b, `],"put":[`...)
 	return appendImagesJSON(b, rec.Put)
+}
+
+// A record in a log file is framed:
+//
+//	length   4 bytes, little-endian: of the record's JSON
+//	checksum 4 bytes, little-endian: CRC-32C of the seq's 8 bytes and the JSON
+//	seq      8 bytes, little-endian
+//	JSON     length bytes (appendIndexLogJSON)
+const indexLogFrameHeader = 16
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendIndexLogFrame appends rec, framed, under seq.
+func appendIndexLogFrame(b []byte, seq uint64, rec *indexLogRecord) []byte {
+	at := len(b)
+	b = append(b, make([]byte, indexLogFrameHeader)...)
+	b = appendIndexLogJSON(b, rec)
+	h := b[at : at+indexLogFrameHeader]
+	binary.LittleEndian.PutUint32(h[0:], uint32(len(b)-at-indexLogFrameHeader))
+	binary.LittleEndian.PutUint64(h[8:], seq)
+	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(b[at+8:], castagnoli))
+	return b
+}
+
+// nextIndexLogFrame returns the first record framed in b, and the bytes
+// after it. whole is false if b does not begin with a whole record (it
+// is empty, or ends in a part of one, or in bytes a crash left): nothing
+// after that point may be applied.
+func nextIndexLogFrame(b []byte) (seq uint64, rec []byte, rest []byte, whole bool) {
+	if len(b) < indexLogFrameHeader {
+		return 0, nil, nil, false
+	}
+	n := binary.LittleEndian.Uint32(b[0:])
+	if uint64(n) > uint64(len(b)-indexLogFrameHeader) {
+		return 0, nil, nil, false
+	}
+	end := indexLogFrameHeader + int(n)
+	if crc32.Checksum(b[8:end], castagnoli) != binary.LittleEndian.Uint32(b[4:]) {
+		return 0, nil, nil, false
+	}
+	return binary.LittleEndian.Uint64(b[8:]), b[indexLogFrameHeader:end], b[end:], true
 }
 
 // apply changes imgs as rec says, and returns them. If added is not nil,
@@ -114,33 +187,75 @@ func (rec *indexLogRecord) apply(imgs []Image, added map[string]bool) []Image {
 // record missing).
 var errIndexLogGap = errors.New("a record of the list's log is missing")
 
+// indexLogState is what a read of a list's log found.
+type indexLogState struct {
+	seq  uint64 // the last record's (the base's if there are none)
+	torn bool   // the log ends in a part of a record: see the top of this file
+}
+
 // readIndexLog applies to ix, read from a base whose seq is base, the log
-// records after it, and returns the last one's sequence number (base if
-// there are none). raced reports whether a write of the list ended since
+// records after it. raced reports whether a write of the list ended since
 // the read began.
-func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *index, raced func() bool) (uint64, error) {
-	seqs, err := s.indexLogSeqs(ctx, uh)
+func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *index, raced func() bool) (indexLogState, error) {
+	seqs, logs, err := s.indexLogKeys(ctx, uh)
 	if err != nil {
-		return 0, err
+		return indexLogState{}, err
 	}
-	last := base
+	st := indexLogState{seq: base}
 	added := map[string]bool{}
+	apply := func(seq uint64, data []byte, where string) error {
+		if seq != st.seq+1 {
+			return fmt.Errorf("%w: %s holds record %d after %d", errIndexLogGap, where, seq, st.seq)
+		}
+		var rec indexLogRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("%s: record %d: %w", where, seq, err)
+		}
+		ix.Images = rec.apply(ix.Images, added)
+		st.seq = seq
+		return nil
+	}
 	for _, seq := range seqs {
 		if seq <= base {
 			continue // folded into the base already
 		}
-		if seq != last+1 {
-			return 0, fmt.Errorf("%w: %s after %d", errIndexLogGap, indexLogKey(uh, seq), last)
+		key := indexLogKey(uh, seq)
+		data, err := s.getBytes(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			err = fmt.Errorf("%w: %s: %w", errIndexLogGap, key, err)
 		}
-		var rec indexLogRecord
-		if _, err := s.getJSON(ctx, indexLogKey(uh, seq), &rec); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				err = fmt.Errorf("%w: %s: %w", errIndexLogGap, indexLogKey(uh, seq), err)
+		if err != nil {
+			return indexLogState{}, err
+		}
+		if err := apply(seq, data, key); err != nil {
+			return indexLogState{}, err
+		}
+	}
+	switch {
+	case slices.Contains(logs, base):
+		key := indexLogFileKey(uh, base)
+		data, err := s.getBytes(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			// Removed since it was listed: a newer base folds it in.
+			return indexLogState{}, fmt.Errorf("%w: %s: %w", errIndexLogGap, key, err)
+		}
+		if err != nil {
+			return indexLogState{}, err
+		}
+		for len(data) > 0 {
+			seq, rec, rest, whole := nextIndexLogFrame(data)
+			if !whole {
+				st.torn = true
+				break
 			}
-			return 0, err
+			if err := apply(seq, rec, key); err != nil {
+				return indexLogState{}, err
+			}
+			data = rest
 		}
-		ix.Images = rec.apply(ix.Images, added)
-		last = seq
+	case len(logs) > 0 && logs[len(logs)-1] > base:
+		// A newer base was written, and this one's log removed.
+		return indexLogState{}, fmt.Errorf("%w: the log after %d is gone, %s is there", errIndexLogGap, base, indexLogFileKey(uh, logs[len(logs)-1]))
 	}
 	if len(added) > 0 && !s.cfg.KeepUnpublished {
 		var again bool
@@ -148,10 +263,20 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 			// The missing bytes may be an image's old ones, removed
 			// by a replacement or deletion written after the records
 			// were listed: read again.
-			return 0, fmt.Errorf("%w: a write raced the check of the images it added", errIndexLogGap)
+			return indexLogState{}, fmt.Errorf("%w: a write raced the check of the images it added", errIndexLogGap)
 		}
 	}
-	return last, nil
+	return st, nil
+}
+
+// getBytes returns the whole value of key.
+func (s *Service) getBytes(ctx context.Context, key string) ([]byte, error) {
+	rc, _, err := s.store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
 
 // dropUnpublished removes from imgs, a list just read with its log, the
@@ -190,70 +315,76 @@ func (s *Service) dropUnpublished(ctx context.Context, uh string, imgs []Image, 
 // its batch made before it is written (tests set it).
 var verifyIndexRecords = false
 
-// indexLogSeqs returns the sequence numbers of the user's log records, in
-// order.
-func (s *Service) indexLogSeqs(ctx context.Context, uh string) ([]uint64, error) {
-	var seqs []uint64
+// indexLogKeys returns the sequence numbers of the user's records stored
+// on their own, and the bases of the user's log files, each in order.
+func (s *Service) indexLogKeys(ctx context.Context, uh string) (seqs, logs []uint64, err error) {
 	for key, err := range s.store.List(ctx, indexLogPrefix(uh)) {
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if seq, ok := indexLogSeq(key); ok {
-			seqs = append(seqs, seq)
+		if n, file, ok := indexLogName(key); ok && file {
+			logs = append(logs, n)
+		} else if ok {
+			seqs = append(seqs, n)
 		}
 	}
 	slices.Sort(seqs)
-	return seqs, nil
+	slices.Sort(logs)
+	return seqs, logs, nil
 }
 
-// topIndexLogSeq returns the highest sequence number of the user's log
-// records, 0 if there are none.
+// topIndexLogSeq returns the highest sequence number of the user's
+// records stored on their own and base of the user's log files, 0 if
+// there are none.
 func (s *Service) topIndexLogSeq(ctx context.Context, uh string) (uint64, error) {
-	seqs, err := s.indexLogSeqs(ctx, uh)
-	if err != nil || len(seqs) == 0 {
+	seqs, logs, err := s.indexLogKeys(ctx, uh)
+	if err != nil {
 		return 0, err
 	}
-	return seqs[len(seqs)-1], nil
+	var top uint64
+	if len(seqs) > 0 {
+		top = seqs[len(seqs)-1]
+	}
+	if len(logs) > 0 {
+		top = max(top, logs[len(logs)-1])
+	}
+	return top, nil
 }
 
-// putIndexLog writes a log record, if no record has its sequence number,
-// once ready returned nil. On a data folder, the record's bytes are
-// synced while ready waits (for the blobs of uploads, synced at the same
-// time: see pendingBlob).
-func (s *Service) putIndexLog(ctx context.Context, uh string, seq uint64, rec *indexLogRecord, ready func() error) error {
-	encode := func(b []byte) []byte { return appendIndexLogJSON(b, rec) }
-	key := indexLogKey(uh, seq)
+// putIndexLog writes the record seq of the log after the base numbered
+// base, once ready returned nil: appended to the base's log file where
+// the store can append, else as a key of its own, if absent.
+func (s *Service) putIndexLog(ctx context.Context, uh string, base, seq uint64, rec *indexLogRecord, ready func() error) error {
 	if s.stager == nil {
 		if err := ready(); err != nil {
 			return err
 		}
-		_, err := s.putEncoded(ctx, key, storage.Cond{IfAbsent: true}, encode)
+		_, err := s.putEncoded(ctx, indexLogKey(uh, seq), storage.Cond{IfAbsent: true}, func(b []byte) []byte { return appendIndexLogJSON(b, rec) })
 		return err
 	}
-	bp := encodeRecord(encode)
+	bp := encodeRecord(func(b []byte) []byte { return appendIndexLogFrame(b, seq, rec) })
 	defer releaseRecord(bp)
-	st, err := s.stager.Stage(ctx, key, bytes.NewReader(*bp))
-	if err != nil {
-		return storeErr(err)
-	}
-	defer st.Close()
-	if err := st.Sync(); err != nil {
-		return storeErr(err)
-	}
+	// The record is appended only once the images it adds are published:
+	// a reader must find them (see pendingBlob). Their names are made
+	// durable meanwhile, by each upload.
 	if err := ready(); err != nil {
 		return err
 	}
-	if _, err := st.Publish(ctx); err != nil {
-		return storeErr(err)
-	}
-	return storeErr(s.stager.Flush(ctx, indexLogPrefix(uh)))
+	return storeErr(s.stager.Append(ctx, indexLogFileKey(uh, base), *bp))
 }
 
-// pruneIndexLog removes the user's log records up to seq, which a base
-// holds, oldest first (see the top of this file). A record it fails to
-// remove is left for the next compaction.
+// pruneIndexLog removes the user's log records up to seq, and the logs
+// before it, which the base numbered seq holds (see the top of this
+// file). Where logs are files, the base's own log is made first. What it
+// fails to remove is left for the next compaction.
 func (s *Service) pruneIndexLog(ctx context.Context, uh string, seq uint64) {
-	seqs, err := s.indexLogSeqs(ctx, uh)
+	if s.stager != nil {
+		if err := s.stager.Append(ctx, indexLogFileKey(uh, seq), nil); err != nil {
+			s.log.Warn("could not start a list's log; the logs before stay until the next compaction", "err", err)
+			return
+		}
+	}
+	seqs, logs, err := s.indexLogKeys(ctx, uh)
 	if err != nil {
 		s.log.Warn("could not list a list's log records to remove them", "err", err)
 		return
@@ -261,16 +392,25 @@ func (s *Service) pruneIndexLog(ctx context.Context, uh string, seq uint64) {
 	remove := s.store.Delete
 	if s.stager != nil {
 		// Their removal need not be durable: a record at or below the
-		// base's seq is never applied, and a crash that brings one back
-		// leaves it for the next compaction. Only the order matters.
+		// base's seq is never applied, nor a log but the base's, and a
+		// crash that brings one back leaves it for the next compaction.
+		// Only the order matters.
 		remove = s.stager.Unlink
 	}
+	var keys []string
 	for _, n := range seqs {
-		if n > seq {
-			break
+		if n <= seq {
+			keys = append(keys, indexLogKey(uh, n))
 		}
-		if err := remove(ctx, indexLogKey(uh, n)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			s.log.Warn("could not remove a list's log record; the next compaction will", "key", indexLogKey(uh, n), "err", err)
+	}
+	for _, n := range logs {
+		if n < seq {
+			keys = append(keys, indexLogFileKey(uh, n))
+		}
+	}
+	for _, key := range keys {
+		if err := remove(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log.Warn("could not remove a list's log record; the next compaction will", "key", key, "err", err)
 			return
 		}
 	}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,9 +100,43 @@ func logRecords(t *testing.T, st storage.Store, uh string) []string {
 // maxIndexLog writes, and a server started afresh on the store reads the
 // same list as the one that wrote it, after any mix of uploads,
 // replacements and deletions.
+//
+// Both ways of storing records are tried: appended to a log file (a store
+// that can append), and each a key of its own.
 func TestIndexLog(t *testing.T) {
+	t.Run("log files", func(t *testing.T) {
+		st := &indexAppends{Store: memstore.New()}
+		testIndexLog(t, st, func() (int64, int64) { return st.whole.Load(), st.records.Load() })
+	})
+	t.Run("records as keys", func(t *testing.T) {
+		st := &indexPuts{Store: memstore.New()}
+		testIndexLog(t, st, func() (int64, int64) { return st.whole.Load(), st.records.Load() })
+	})
+}
+
+// indexAppends counts the writes of whole lists and the records appended
+// to logs, of a store that can append.
+type indexAppends struct {
+	*memstore.Store
+	whole, records atomic.Int64
+}
+
+func (s *indexAppends) Put(ctx context.Context, key string, r io.Reader, cond storage.Cond) (storage.Attrs, error) {
+	if strings.HasPrefix(key, "index/") {
+		s.whole.Add(1)
+	}
+	return s.Store.Put(ctx, key, r, cond)
+}
+
+func (s *indexAppends) Append(ctx context.Context, key string, p []byte) error {
+	if len(p) > 0 {
+		s.records.Add(1)
+	}
+	return s.Store.Append(ctx, key, p)
+}
+
+func testIndexLog(t *testing.T, st storage.Store, counts func() (whole, records int64)) {
 	ctx := t.Context()
-	st := &indexPuts{Store: memstore.New()}
 	svc := soleService(t, st)
 	uh := userHashOf("logged")
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -149,7 +184,7 @@ func TestIndexLog(t *testing.T) {
 	if !slices.Equal(ix.Images, model) {
 		t.Fatalf("the writer's own list differs from the model")
 	}
-	whole, records := st.whole.Load(), st.records.Load()
+	whole, records := counts()
 	t.Logf("%d writes: %d whole lists, %d log records", ops, whole, records)
 	if wantWhole := int64(ops/(maxIndexLog+1) + 1); whole != wantWhole || whole+records != ops {
 		t.Errorf("%d whole lists and %d log records for %d writes, want %d whole", whole, records, ops, wantWhole)
@@ -157,22 +192,183 @@ func TestIndexLog(t *testing.T) {
 }
 
 // TestIndexLogGap: a log record missing between others (a folder damaged
-// by hand) is an error, never a list silently missing changes.
+// by hand) is an error, never a list silently missing changes: in a log
+// file, and among records stored as keys of their own.
 func TestIndexLogGap(t *testing.T) {
 	ctx := t.Context()
-	st := memstore.New()
-	svc := soleService(t, st)
-	uh := userHashOf("gap")
-	for i := range 5 {
-		if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
+	for _, files := range []bool{true, false} {
+		mem := memstore.New()
+		var st storage.Store = mem
+		if !files {
+			st = &indexPuts{Store: mem} // not a Stager: no appends
+		}
+		svc := soleService(t, st)
+		uh := userHashOf("gap")
+		for i := range 5 {
+			if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys := logRecords(t, st, uh)
+		if files {
+			if len(keys) != 1 || !strings.HasSuffix(keys[0], ".log") {
+				t.Fatalf("log keys %q, want one log file", keys)
+			}
+			frames := logFrames(t, st, keys[0])
+			if len(frames) != 4 {
+				t.Fatalf("%d records in the log, want 4", len(frames))
+			}
+			damaged := slices.Concat(frames[0], frames[2], frames[3])
+			if _, err := st.Put(ctx, keys[0], bytes.NewReader(damaged), storage.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			if len(keys) != 4 {
+				t.Fatalf("log keys %q, want 4 records", keys)
+			}
+			if err := st.Delete(ctx, keys[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := soleService(t, st).loadIndex(ctx, uh); !errors.Is(err, errIndexLogGap) {
+			t.Fatalf("files %v: a list with a record missing: %v, want errIndexLogGap", files, err)
 		}
 	}
-	if err := st.Delete(ctx, indexLogKey(uh, 2)); err != nil {
+}
+
+// logFrames returns the framed records of the log file at key.
+func logFrames(t *testing.T, st storage.Store, key string) [][]byte {
+	t.Helper()
+	rc, _, err := st.Get(t.Context(), key)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := soleService(t, st).loadIndex(ctx, uh); !errors.Is(err, errIndexLogGap) {
-		t.Fatalf("a list with a record missing: %v, want errIndexLogGap", err)
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for len(b) > 0 {
+		_, _, rest, whole := nextIndexLogFrame(b)
+		if !whole {
+			t.Fatalf("%s ends in %d bytes that are not a whole record", key, len(b))
+		}
+		frames = append(frames, b[:len(b)-len(rest)])
+		b = rest
+	}
+	return frames
+}
+
+// TestIndexLogTornTail: a log file that ends in a part of a record (an
+// append a crash cut short, never acknowledged) reads as the records
+// before it, and the next write does not follow that part, which would
+// hide it from every reader: the list is written whole, and goes on with
+// a new log.
+func TestIndexLogTornTail(t *testing.T) {
+	ctx := t.Context()
+	for _, tail := range []struct {
+		name string
+		b    func(frame []byte) []byte
+	}{
+		{"a frame's first bytes", func(f []byte) []byte { return f[:10] }},
+		{"a frame without its end", func(f []byte) []byte { return f[:len(f)-3] }},
+		{"a frame whose bytes differ", func(f []byte) []byte {
+			f = slices.Clone(f)
+			f[len(f)-2] ^= 0x20
+			return f
+		}},
+		{"zeros", func(f []byte) []byte { return make([]byte, len(f)) }},
+	} {
+		st := memstore.New()
+		svc := soleService(t, st)
+		uh := userHashOf("torn")
+		for i := range 3 {
+			if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys := logRecords(t, st, uh)
+		if len(keys) != 1 {
+			t.Fatalf("log keys %q, want one log file", keys)
+		}
+		frame := appendIndexLogFrame(nil, 4, &indexLogRecord{Put: []Image{{ID: NewID(), Name: "never acknowledged", Blob: testBlob(t, st, uh)}}})
+		if err := st.Append(ctx, keys[0], tail.b(frame)); err != nil {
+			t.Fatal(err)
+		}
+
+		after := soleService(t, st) // a server started after the crash
+		ix, _, err := after.loadIndex(ctx, uh)
+		if err != nil {
+			t.Fatalf("%s: %v", tail.name, err)
+		}
+		if got := names(ix.Images); !slices.Equal(got, []string{"0", "1", "2"}) {
+			t.Fatalf("%s: list %q, want 0 1 2", tail.name, got)
+		}
+		if err := after.updateIndex(ctx, uh, addImage(t, after, uh, "3")); err != nil {
+			t.Fatal(err)
+		}
+		ix, _, err = soleService(t, st).loadIndex(ctx, uh)
+		if err != nil {
+			t.Fatalf("%s, after a write: %v", tail.name, err)
+		}
+		if got := names(ix.Images); !slices.Equal(got, []string{"0", "1", "2", "3"}) {
+			t.Fatalf("%s: after a write, a fresh server reads %q, want 0 1 2 3", tail.name, got)
+		}
+		if got := logRecords(t, st, uh); len(got) != 1 || got[0] == keys[0] {
+			t.Errorf("%s: log keys %q after the write, want a new, empty log", tail.name, got)
+		}
+	}
+}
+
+// TestIndexLogUpgrade: records stored as keys of their own (a data folder
+// written before logs were files) are read, then the records appended
+// after them, and a compaction removes both.
+func TestIndexLogUpgrade(t *testing.T) {
+	ctx := t.Context()
+	mem := memstore.New()
+	uh := userHashOf("upgrade")
+	before := soleService(t, &indexPuts{Store: mem})
+	var want []string
+	add := func(svc *Service) {
+		t.Helper()
+		name := fmt.Sprint(len(want))
+		if err := svc.updateIndex(ctx, uh, addImage(t, svc, uh, name)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, name)
+	}
+	for range 5 {
+		add(before)
+	}
+	now := soleService(t, mem)
+	for range 3 {
+		add(now)
+	}
+	keys := logRecords(t, mem, uh)
+	if logs := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return !strings.HasSuffix(k, ".log") }); len(keys) != 5 || len(logs) != 1 {
+		t.Fatalf("log keys %q, want 4 records and a log file", keys)
+	}
+	ix, _, err := soleService(t, mem).loadIndex(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(ix.Images); !slices.Equal(got, want) {
+		t.Fatalf("a fresh server reads %q, want %q", got, want)
+	}
+	for len(want) < 80 { // past a compaction
+		add(now)
+	}
+	keys = logRecords(t, mem, uh)
+	if len(keys) != 1 || !strings.HasSuffix(keys[0], ".log") {
+		t.Fatalf("log keys %q after a compaction, want one log file", keys)
+	}
+	ix, _, err = soleService(t, mem).loadIndex(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(ix.Images); !slices.Equal(got, want) {
+		t.Fatalf("after a compaction, a fresh server reads %q, want %q", got, want)
 	}
 }
 
@@ -198,7 +394,7 @@ func TestIndexLogFromWholeList(t *testing.T) {
 	}
 	// A stray record, as if left by hand.
 	stray := indexLogRecord{Put: []Image{{ID: NewID(), Name: "stray", Blob: newBlobName()}}}
-	if err := shared.putIndexLog(ctx, uh, 1, &stray, func() error { return nil }); err != nil {
+	if err := shared.putIndexLog(ctx, uh, 0, 1, &stray, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	sole := soleService(t, st)

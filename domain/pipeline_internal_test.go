@@ -20,18 +20,20 @@ import (
 
 // watchedStager passes every call to a real store, and checks the order
 // that makes the overlapped writes of an upload safe (see pendingBlob):
-// a log record is published only once every blob it adds is; a whole
-// list is written only after a flush of the user's blobs that followed
-// their publication; and an upload returns only after flushes of its
-// blob's folder and its record's folder that followed their publication.
+// a log record is appended (or published) only once every blob it adds
+// is published; a whole list is written only after a flush of the user's
+// blobs that followed their publication; and an upload returns only after
+// a flush of its blob's folder (and of its record's, for a record
+// published as a key of its own) that followed their publication.
 type watchedStager struct {
 	storage.Stager
 	t *testing.T
 
-	mu      sync.Mutex
-	staged  map[storage.Staged][]byte // a record's bytes, by its staged value
-	pending map[string]bool           // published, not yet flushed (by key)
-	flushes int                       // flushes that found something pending
+	mu       sync.Mutex
+	staged   map[storage.Staged][]byte // a record's bytes, by its staged value
+	pending  map[string]bool           // published, not yet flushed (by key)
+	flushes  int                       // flushes that found something pending
+	appended int                       // records appended to logs
 }
 
 type watchedStaged struct {
@@ -79,6 +81,31 @@ func (s *watchedStaged) Publish(ctx context.Context) (storage.Attrs, error) {
 		w.mu.Unlock()
 	}
 	return a, err
+}
+
+func (w *watchedStager) Append(ctx context.Context, key string, p []byte) error {
+	uh := strings.Split(key, "/")[1]
+	for b := p; len(b) > 0; {
+		seq, data, rest, whole := nextIndexLogFrame(b)
+		if !whole {
+			w.t.Errorf("append to %s: not whole records", key)
+			break
+		}
+		var rec indexLogRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			w.t.Errorf("record %d of %s: %v", seq, key, err)
+		}
+		w.mu.Lock()
+		w.appended++
+		w.mu.Unlock()
+		for _, img := range rec.Put {
+			if _, err := w.Stager.Stat(ctx, blobKey(uh, img.Blob)); err != nil {
+				w.t.Errorf("record %d appended to %s before the blob of %q was published: %v", seq, key, img.Name, err)
+			}
+		}
+		b = rest
+	}
+	return w.Stager.Append(ctx, key, p)
 }
 
 func (w *watchedStager) Flush(ctx context.Context, folder string) error {
@@ -185,8 +212,8 @@ func TestUploadsOverlapTheirWrites(t *testing.T) {
 	if left := w.unflushed(slicesOfKeys(w)...); len(left) > 0 {
 		t.Errorf("published and never flushed: %q", left)
 	}
-	if w.flushes == 0 {
-		t.Fatal("no flush was watched: nothing tested")
+	if w.flushes == 0 || w.appended == 0 {
+		t.Fatalf("%d flushes and %d appended records watched: nothing tested", w.flushes, w.appended)
 	}
 	imgs, err := soleService(t, fs).List(ctx, u)
 	if err != nil {
