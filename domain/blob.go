@@ -66,7 +66,7 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader, s
 		}
 		return *res
 	}
-	tee := &checkedReader{src: r, pw: pw, wait: func() error {
+	tee := &checkedReader{src: fullReader{r}, pw: pw, wait: func() error {
 		if r := wait(); r.err != errCheckedOK {
 			return r.err
 		}
@@ -216,6 +216,22 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// fullReader fills each buffer it is given, unless its source ends or
+// fails first. An upload's body comes from the network a few KiB at a
+// time; read through it, each step after it (the image check in its
+// goroutine, the hash, the compressor, the file's write) takes a few
+// large chunks instead of one per network read: for 100 KB, about 25
+// fewer handoffs to the checker and write(2) calls.
+type fullReader struct{ r io.Reader }
+
+func (f fullReader) Read(p []byte) (int, error) {
+	n, err := io.ReadFull(f.r, p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return n, err
 }
 
 type countingReader struct {
