@@ -226,10 +226,13 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 // fewer handoffs to the checker and write(2) calls.
 type fullReader struct{ r io.Reader }
 
-func (f fullReader) Read(p []byte) (int, error) {
-	n, err := io.ReadFull(f.r, p)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
+func (f fullReader) Read(p []byte) (n int, err error) {
+	// Not io.ReadFull, which cannot tell its own io.ErrUnexpectedEOF from
+	// the source's (a multipart part cut short, which must fail).
+	for n < len(p) && err == nil {
+		var m int
+		m, err = f.r.Read(p[n:])
+		n += m
 	}
 	return n, err
 }

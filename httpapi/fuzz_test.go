@@ -125,6 +125,7 @@ func FuzzFirstFile(f *testing.F) {
 			if err != nil {
 				return
 			}
+			defer part.release()
 			res.got, res.name = true, part.name
 			res.read, res.rerr = io.Copy(io.Discard, part)
 		}()

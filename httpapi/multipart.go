@@ -1,21 +1,39 @@
 package httpapi
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"sync"
 
 	"github.com/imagestore/imagestore/domain"
 )
 
 // filePart is the first file of a multipart form, read as a stream.
+// Release it once the request no longer reads it.
 type filePart struct {
 	*multipart.Part
 	name string // the client's file name, raw: the domain cleans it
+	buf  *bufio.Reader
 }
+
+// release gives back the part's read-ahead buffer.
+func (p *filePart) release() {
+	if p.buf != nil {
+		p.buf.Reset(nil)
+		bodyBuffers.Put(p.buf)
+		p.buf = nil
+	}
+}
+
+// bodyBuffers read ahead of a multipart reader: it reads 4 KiB at a time,
+// and under it each of those would be a read(2) of the connection, 25 for
+// a 100 KB image.
+var bodyBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // firstFile finds the first part of a multipart/form-data body that carries
 // a file, skipping (and not keeping) the text fields before it. Nothing after
@@ -28,7 +46,16 @@ func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, e
 	}
 	// Part headers are held in memory while they are parsed; bounding what
 	// may come before the file bounds them, whatever the upload limit.
-	prefix := &prefixLimiter{r: http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes), left: maxFormPrefix}
+	buf := bodyBuffers.Get().(*bufio.Reader)
+	buf.Reset(http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes))
+	part := &filePart{buf: buf}
+	found := false
+	defer func() {
+		if !found {
+			part.release()
+		}
+	}()
+	prefix := &prefixLimiter{r: buf, left: maxFormPrefix}
 	r.Body = struct {
 		io.Reader
 		io.Closer
@@ -54,7 +81,8 @@ func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, e
 		}
 		if name, ok := fileName(p); ok {
 			prefix.left = -1 // the file itself is bounded by the upload limit only
-			return &filePart{Part: p, name: name}, nil
+			part.Part, part.name, found = p, name, true
+			return part, nil
 		}
 		// A text field, or a file part without a name: skip it.
 		if _, err := io.Copy(io.Discard, p); err != nil {

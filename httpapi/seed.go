@@ -94,7 +94,7 @@ func (s *Server) seedUploadStart(w http.ResponseWriter, r *http.Request) (domain
 		s.writeError(w, r, err, nil)
 		return domain.User{}, nil, nil, false
 	}
-	return u, part, release, true
+	return u, part, func() { release(); part.release() }, true
 }
 
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {

@@ -187,6 +187,10 @@ func (s *Server) v1UploadStart(w http.ResponseWriter, r *http.Request, needName 
 		s.writeProblem(w, r, err)
 		return u, "", nil, nil, false
 	}
+	if part, ok := body.(*filePart); ok {
+		turn := release
+		return u, name, body, func() { turn(); part.release() }, true
+	}
 	return u, name, body, release, true
 }
 
