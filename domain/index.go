@@ -330,9 +330,6 @@ func (s *Service) loadIndexState(ctx context.Context, uh string) (cachedIndex, e
 // An indexOp is one change waiting to be written into a user's index.
 type indexOp struct {
 	change func(*index) error
-	// ready, if set, waits until what change refers to is stored, and
-	// returns the error if it could not be: see updateIndexWhen.
-	ready func() error
 	// done receives the outcome; or errLead, which makes the receiver
 	// write the next batch.
 	done chan error
@@ -357,15 +354,7 @@ type indexQueue struct {
 // within this process, batches of one user take turns, and across
 // processes sharing a store, the conditional write alone keeps them correct.
 func (s *Service) updateIndex(ctx context.Context, uh string, change func(*index) error) error {
-	return s.updateIndexWhen(ctx, uh, nil, change)
-}
-
-// updateIndexWhen is updateIndex for a change that names something still
-// being stored: the batch's write may begin at once, but publishes
-// nothing until ready returned nil. If ready fails, the change is left
-// out of the batch, and its error is updateIndexWhen's.
-func (s *Service) updateIndexWhen(ctx context.Context, uh string, ready func() error, change func(*index) error) error {
-	op := &indexOp{change: change, ready: ready, done: make(chan error, 1)}
+	op := &indexOp{change: change, done: make(chan error, 1)}
 	s.queueMu.Lock()
 	q, busy := s.queues[uh]
 	if busy {
@@ -422,26 +411,18 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 		}
 	}()
 	gen := s.writeGen(uh)
-	left := make([]bool, len(batch)) // out of the batch: its ready failed
 	for {
 		cur, err := s.loadIndexState(ctx, uh)
 		if err != nil {
 			for i := range results {
-				if !left[i] {
-					results[i] = err
-				}
+				results[i] = err
 			}
 			return
 		}
 		ix := cur.ix.working()
 		changed := false
 		outcomes := make([]error, len(batch))
-		var waits []int // the changes made whose ready must be waited for
 		for i, op := range batch {
-			if left[i] {
-				outcomes[i] = results[i]
-				continue
-			}
 			var panicked any
 			before := ix.mark()
 			outcomes[i], panicked = applyChange(op.change, &ix)
@@ -454,36 +435,17 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 				s.log.Error("a change of an image list panicked; its batch was not written",
 					"panic", panicked, "stack", string(debug.Stack()))
 				for j := range results {
-					if !left[j] {
-						results[j] = fmt.Errorf("%w: a change panicked: %v", errNotWritten, panicked)
-					}
+					results[j] = fmt.Errorf("%w: a change panicked: %v", errNotWritten, panicked)
 				}
 				return
 			}
 			changed = changed || outcomes[i] == nil
-			if outcomes[i] == nil && op.ready != nil {
-				waits = append(waits, i)
-			}
 		}
 		if !changed {
 			copy(results, outcomes)
 			return
 		}
-		ready := func() error {
-			for _, i := range waits {
-				if err := batch[i].ready(); err != nil {
-					return &notReadyError{op: i, err: err}
-				}
-			}
-			return nil
-		}
-		next, err := s.writeIndex(ctx, uh, cur, ix, ready)
-		if nr, ok := errors.AsType[*notReadyError](err); ok {
-			// Nothing was published: the batch is made again without
-			// the change that cannot be.
-			left[nr.op], results[nr.op] = true, nr.err
-			continue
-		}
+		next, err := s.writeIndex(ctx, uh, cur, ix)
 		gen.Add(1)
 		if err == nil {
 			s.indexes.put(uh, next)
@@ -511,20 +473,10 @@ func (s *Service) commitIndex(ctx context.Context, uh string, batch []*indexOp) 
 
 var indexBuffers sync.Pool // of *[]byte
 
-// notReadyError says that the ready of the batch's change op failed.
-type notReadyError struct {
-	op  int
-	err error
-}
-
-func (e *notReadyError) Error() string { return e.err.Error() }
-
 // writeIndex writes ix, the user's list after cur with a batch's changes,
 // and returns what the cache keeps of it: on a data folder, as a log
-// record while the log is short, else whole (see indexlog.go). It
-// publishes nothing before ready returned nil, and returns ready's error
-// if it fails.
-func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix index, ready func() error) (cachedIndex, error) {
+// record while the log is short, else whole (see indexlog.go).
+func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix index) (cachedIndex, error) {
 	seq := cur.ix.Seq
 	// After a write that failed, perhaps after it was made (a failed
 	// fsync), the list is written whole: a record's folder is not the
@@ -538,7 +490,7 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 			}
 		}
 		if added, removed := ix.netChange(); ix.rec != nil && len(ix.Images) == len(cur.ix.Images)+added-removed {
-			if err := s.putIndexLog(ctx, uh, cur.baseSeq, seq+1, ix.rec, ready); err != nil {
+			if err := s.putIndexLog(ctx, uh, cur.baseSeq, seq+1, ix.rec); err != nil {
 				return cachedIndex{}, err
 			}
 			ix.Seq = seq + 1
@@ -547,9 +499,6 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 		// A change that went around add, set and remove (a bug): its
 		// record could miss something, so the list is written whole.
 		s.log.Error("a change of an image list was not noted; the list is written whole", "user", uh)
-	}
-	if err := ready(); err != nil {
-		return cachedIndex{}, err
 	}
 	if s.stager != nil {
 		// Blobs published in the background may not be durable yet: a

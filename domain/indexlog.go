@@ -352,24 +352,15 @@ func (s *Service) topIndexLogSeq(ctx context.Context, uh string) (uint64, error)
 }
 
 // putIndexLog writes the record seq of the log after the base numbered
-// base, once ready returned nil: appended to the base's log file where
-// the store can append, else as a key of its own, if absent.
-func (s *Service) putIndexLog(ctx context.Context, uh string, base, seq uint64, rec *indexLogRecord, ready func() error) error {
+// base: appended to the base's log file where the store can append, else
+// as a key of its own, if absent.
+func (s *Service) putIndexLog(ctx context.Context, uh string, base, seq uint64, rec *indexLogRecord) error {
 	if s.stager == nil {
-		if err := ready(); err != nil {
-			return err
-		}
 		_, err := s.putEncoded(ctx, indexLogKey(uh, seq), storage.Cond{IfAbsent: true}, func(b []byte) []byte { return appendIndexLogJSON(b, rec) })
 		return err
 	}
 	bp := encodeRecord(func(b []byte) []byte { return appendIndexLogFrame(b, seq, rec) })
 	defer releaseRecord(bp)
-	// The record is appended only once the images it adds are published:
-	// a reader must find them (see pendingBlob). Their names are made
-	// durable meanwhile, by each upload.
-	if err := ready(); err != nil {
-		return err
-	}
 	return storeErr(s.stager.Append(ctx, indexLogFileKey(uh, base), *bp))
 }
 

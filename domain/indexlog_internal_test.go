@@ -394,7 +394,7 @@ func TestIndexLogFromWholeList(t *testing.T) {
 	}
 	// A stray record, as if left by hand.
 	stray := indexLogRecord{Put: []Image{{ID: NewID(), Name: "stray", Blob: newBlobName()}}}
-	if err := shared.putIndexLog(ctx, uh, 0, 1, &stray, func() error { return nil }); err != nil {
+	if err := shared.putIndexLog(ctx, uh, 0, 1, &stray); err != nil {
 		t.Fatal(err)
 	}
 	sole := soleService(t, st)

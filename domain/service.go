@@ -461,16 +461,20 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 	if err != nil {
 		return Image{}, err
 	}
-	var ready func() error // the blob is published: the list may name it
 	if blob.pending != nil {
-		ready = blob.pending.ready
+		// The list may name the blob once it is published (see
+		// pendingBlob). Joining the list's next batch only then keeps a
+		// batch from waiting for the sync of the latest upload to join it.
+		if err := blob.pending.ready(); err != nil {
+			return Image{}, err
+		}
 	}
 	img := Image{
 		Name: name, Type: blob.info.Format.Name,
 		Size: blob.size, StoredSize: blob.storedSize, SHA256: blob.sha256,
 		Width: blob.info.Width, Height: blob.info.Height, Blob: blob.name,
 	}
-	err = s.updateIndexWhen(ctx, uh, ready, func(ix *index) error {
+	err = s.updateIndex(ctx, uh, func(ix *index) error {
 		if ix.byName(name) >= 0 {
 			return ErrNameTaken
 		}
