@@ -82,7 +82,9 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader, s
 	var stagedBlob storage.Staged
 	var err error
 	if staged && s.stager != nil {
-		stagedBlob, err = s.stager.Stage(ctx, blobKey(userHash, name), gz)
+		// Under its own name at once: nothing looks a blob up before the
+		// list record that names it, appended only once it is published.
+		stagedBlob, err = s.stager.StageNew(ctx, blobKey(userHash, name), gz)
 		if err == nil {
 			attrs.Size = stagedBlob.Size()
 		}
@@ -131,8 +133,11 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader, s
 //
 // A crash can then leave a durable record naming a blob whose name was
 // not durable yet (nor acknowledged): reading a list's log drops such
-// images (see readIndexLog). A blob is published only once its bytes are
-// durable, so a blob that is there is whole.
+// images (see readIndexLog). A record is appended only once the blobs it
+// names are published, their bytes durable, so a blob a record names and
+// that is there is whole. (A blob is written under its own name from the
+// start, so a crash may also leave a part of one that no record names:
+// the start-up sweep removes it, as any blob no list names.)
 type pendingBlob struct {
 	published chan struct{} // closed once Publish returned
 	pubErr    error

@@ -57,6 +57,14 @@ func (w *watchedStager) Stage(ctx context.Context, key string, r io.Reader) (sto
 	return &watchedStaged{Staged: st, w: w, key: key}, nil
 }
 
+func (w *watchedStager) StageNew(ctx context.Context, key string, r io.Reader) (storage.Staged, error) {
+	st, err := w.Stager.StageNew(ctx, key, r)
+	if err != nil {
+		return nil, err
+	}
+	return &watchedStaged{Staged: st, w: w, key: key}, nil
+}
+
 func (s *watchedStaged) Publish(ctx context.Context) (storage.Attrs, error) {
 	w := s.w
 	if strings.HasPrefix(s.key, "indexlog/") {

@@ -240,6 +240,16 @@ func (s *stagerStore) Stage(ctx context.Context, key string, r io.Reader) (stora
 	return &staged{Staged: v, s: s.store}, nil
 }
 
+func (s *stagerStore) StageNew(ctx context.Context, key string, r io.Reader) (storage.Staged, error) {
+	start := time.Now()
+	v, err := s.stager.StageNew(ctx, key, r)
+	s.observe("stage", start, err)
+	if err != nil {
+		return nil, err
+	}
+	return &staged{Staged: v, s: s.store}, nil
+}
+
 func (s *stagerStore) Unlink(ctx context.Context, key string) error {
 	start := time.Now()
 	err := s.stager.Unlink(ctx, key)

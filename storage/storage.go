@@ -180,6 +180,15 @@ type Stager interface {
 	// close the Staged value.
 	Stage(ctx context.Context, key string, r io.Reader) (Staged, error)
 
+	// StageNew is Stage for a key that must be absent (ErrPrecondition
+	// if it is there), whose value may take its name at once: a reader
+	// may find it, whole or not, before Publish, and a crash may leave a
+	// part of it there. It is for keys that no one looks up until a
+	// record written after Publish names them (a file store saves a
+	// rename). Publish then makes the bytes durable, and Flush the name;
+	// Close without Publish removes the value.
+	StageNew(ctx context.Context, key string, r io.Reader) (Staged, error)
+
 	// Unlink removes key as Delete does (ErrNotFound if it does not
 	// exist), but a crash may undo the removal until a Flush of its
 	// folder returns nil: for values whose removal need not be durable

@@ -171,6 +171,20 @@ func (s *Store) Stage(ctx context.Context, key string, r io.Reader) (storage.Sta
 	return &staged{s: s, key: key, data: data}, nil
 }
 
+// StageNew implements storage.Stager: Stage, after a check that the key
+// is absent (Publish checks again).
+func (s *Store) StageNew(ctx context.Context, key string, r io.Reader) (storage.Staged, error) {
+	if storage.ValidKey(key) {
+		s.mu.RLock()
+		_, exists := s.objects[key]
+		s.mu.RUnlock()
+		if exists {
+			return nil, fmt.Errorf("put %s: %w", key, storage.ErrPrecondition)
+		}
+	}
+	return s.Stage(ctx, key, r)
+}
+
 // Unlink implements storage.Stager: Delete.
 func (s *Store) Unlink(ctx context.Context, key string) error { return s.Delete(ctx, key) }
 

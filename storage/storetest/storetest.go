@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"StagedWrites", testStaged},
 		{"StagedWriteFails", testStagedFails},
 		{"ConcurrentPublish", testConcurrentPublish},
+		{"StagedNewKeys", testStageNew},
 		{"Appends", testAppends},
 		{"AppendKeepsReaders", testAppendKeepsReaders},
 	}
@@ -723,4 +724,60 @@ func testAppendKeepsReaders(t *testing.T, s storage.Store) {
 	if got := string(b); got != "first;" && got != "first;second;" {
 		t.Fatalf("a reader opened before an append read %q", got)
 	}
+}
+
+// testStageNew: StageNew refuses a key that is there, leaving it as it
+// was; a value it staged and published is the key's, whole; one closed
+// unpublished, or whose reader failed, leaves nothing behind.
+func testStageNew(t *testing.T, s storage.Store) {
+	st := stager(t, s)
+	put(t, s, "n/taken", "first", storage.Cond{})
+	if _, err := st.StageNew(ctx, "n/taken", strings.NewReader("second")); !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("StageNew of a key that is there: %v, want ErrPrecondition", err)
+	}
+	if got, _ := get(t, s, "n/taken"); got != "first" {
+		t.Fatalf("after a refused StageNew the key holds %q", got)
+	}
+
+	v, err := st.StageNew(ctx, "n/new", strings.NewReader("new bytes"))
+	if err != nil {
+		t.Fatalf("StageNew: %v", err)
+	}
+	if v.Size() != int64(len("new bytes")) {
+		t.Errorf("Size = %d", v.Size())
+	}
+	a, err := v.Publish(ctx)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("Close after Publish: %v", err)
+	}
+	if err := st.Flush(ctx, "n/"); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	got, ga := get(t, s, "n/new")
+	if got != "new bytes" || ga.ETag != a.ETag || a.Size != int64(len(got)) {
+		t.Fatalf("published: %q %+v, Publish said %+v", got, ga, a)
+	}
+	if _, err := st.StageNew(ctx, "n/new", strings.NewReader("again")); !errors.Is(err, storage.ErrPrecondition) {
+		t.Fatalf("StageNew of a key published by StageNew: %v, want ErrPrecondition", err)
+	}
+
+	v, err = st.StageNew(ctx, "n/dropped", strings.NewReader("never published"))
+	if err != nil {
+		t.Fatalf("StageNew: %v", err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	boom := errors.New("client went away")
+	if _, err := st.StageNew(ctx, "n/broken", &FailingReader{N: 100 << 10, Err: boom}); !errors.Is(err, boom) {
+		t.Fatalf("StageNew of a failing reader: %v, want its error", err)
+	}
+	if _, err := st.StageNew(ctx, "../escape", strings.NewReader("x")); !errors.Is(err, storage.ErrInvalidKey) {
+		t.Fatalf("StageNew of an invalid key: %v, want ErrInvalidKey", err)
+	}
+	assertKeys(t, s, "n/", []string{"n/new", "n/taken"})
+	assertNoLeftovers(t, s)
 }
