@@ -25,10 +25,10 @@ import (
 //	index/<user hash>.json                   {"log":true,"seq":B,"images":[...]}
 //	indexlog/<user hash>/<B, 16 hex>.log     records B+1, B+2, ... one after another
 //
-// Each record in the log is framed (see appendIndexLogFrame): its length,
-// a checksum and its sequence number, then its JSON. An append is not
-// atomic, so a reader stops at the first record that is not whole: one
-// being appended, or one a crash cut short. No record after it was ever
+// Each record in the log is framed (see indexLogFrames): its length, a
+// checksum (of the log's identity too) and its sequence number, then its
+// JSON. An append is not atomic, so a reader stops at the first record
+// that is not whole: one being appended, or one a crash cut short. No record after it was ever
 // acknowledged, but the next one must not be appended after it, so a list
 // whose log ends that way is written whole at its next write.
 //
@@ -118,30 +118,45 @@ func appendIndexLogJSON(b []byte, rec *indexLogRecord) []byte {
 // A record in a log file is framed:
 //
 //	length   4 bytes, little-endian: of the record's JSON
-//	checksum 4 bytes, little-endian: CRC-32C of the seq's 8 bytes and the JSON
+//	checksum 4 bytes, little-endian: CRC-32C of the log's user hash and
+//	         base (8 bytes, little-endian), then the seq's 8 bytes and the JSON
 //	seq      8 bytes, little-endian
 //	JSON     length bytes (appendIndexLogJSON)
+//
+// The checksum covers the log it belongs to, not only the record: bytes of
+// another log (a block the file system gave back to a new one, seen after
+// a crash before the new bytes reached it) read as a part of a record,
+// never as one of this log.
 const indexLogFrameHeader = 16
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// appendIndexLogFrame appends rec, framed, under seq.
-func appendIndexLogFrame(b []byte, seq uint64, rec *indexLogRecord) []byte {
+// indexLogFrames frames the records of the log that follows the base
+// numbered base in the user's list.
+type indexLogFrames struct{ seed uint32 }
+
+func framesOf(uh string, base uint64) indexLogFrames {
+	c := crc32.Update(0, castagnoli, []byte(uh))
+	return indexLogFrames{seed: crc32.Update(c, castagnoli, binary.LittleEndian.AppendUint64(nil, base))}
+}
+
+// append appends rec, framed, under seq.
+func (f indexLogFrames) append(b []byte, seq uint64, rec *indexLogRecord) []byte {
 	at := len(b)
 	b = append(b, make([]byte, indexLogFrameHeader)...)
 	b = appendIndexLogJSON(b, rec)
 	h := b[at : at+indexLogFrameHeader]
 	binary.LittleEndian.PutUint32(h[0:], uint32(len(b)-at-indexLogFrameHeader))
 	binary.LittleEndian.PutUint64(h[8:], seq)
-	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(b[at+8:], castagnoli))
+	binary.LittleEndian.PutUint32(h[4:], crc32.Update(f.seed, castagnoli, b[at+8:]))
 	return b
 }
 
-// nextIndexLogFrame returns the first record framed in b, and the bytes
-// after it. whole is false if b does not begin with a whole record (it
+// next returns the first record framed in b, and the bytes after it.
+// whole is false if b does not begin with a whole record of this log (it
 // is empty, or ends in a part of one, or in bytes a crash left): nothing
 // after that point may be applied.
-func nextIndexLogFrame(b []byte) (seq uint64, rec []byte, rest []byte, whole bool) {
+func (f indexLogFrames) next(b []byte) (seq uint64, rec []byte, rest []byte, whole bool) {
 	if len(b) < indexLogFrameHeader {
 		return 0, nil, nil, false
 	}
@@ -150,7 +165,7 @@ func nextIndexLogFrame(b []byte) (seq uint64, rec []byte, rest []byte, whole boo
 		return 0, nil, nil, false
 	}
 	end := indexLogFrameHeader + int(n)
-	if crc32.Checksum(b[8:end], castagnoli) != binary.LittleEndian.Uint32(b[4:]) {
+	if crc32.Update(f.seed, castagnoli, b[8:end]) != binary.LittleEndian.Uint32(b[4:]) {
 		return 0, nil, nil, false
 	}
 	return binary.LittleEndian.Uint64(b[8:]), b[indexLogFrameHeader:end], b[end:], true
@@ -242,8 +257,9 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 		if err != nil {
 			return indexLogState{}, err
 		}
+		frames := framesOf(uh, base)
 		for len(data) > 0 {
-			seq, rec, rest, whole := nextIndexLogFrame(data)
+			seq, rec, rest, whole := frames.next(data)
 			if !whole {
 				st.torn = true
 				break
@@ -359,7 +375,7 @@ func (s *Service) putIndexLog(ctx context.Context, uh string, base, seq uint64, 
 		_, err := s.putEncoded(ctx, indexLogKey(uh, seq), storage.Cond{IfAbsent: true}, func(b []byte) []byte { return appendIndexLogJSON(b, rec) })
 		return err
 	}
-	bp := encodeRecord(func(b []byte) []byte { return appendIndexLogFrame(b, seq, rec) })
+	bp := encodeRecord(func(b []byte) []byte { return framesOf(uh, base).append(b, seq, rec) })
 	defer releaseRecord(bp)
 	return storeErr(s.stager.Append(ctx, indexLogFileKey(uh, base), *bp))
 }

@@ -249,8 +249,9 @@ func logFrames(t *testing.T, st storage.Store, key string) [][]byte {
 		t.Fatal(err)
 	}
 	var frames [][]byte
+	f := logFramesOf(t, key)
 	for len(b) > 0 {
-		_, _, rest, whole := nextIndexLogFrame(b)
+		_, _, rest, whole := f.next(b)
 		if !whole {
 			t.Fatalf("%s ends in %d bytes that are not a whole record", key, len(b))
 		}
@@ -258,6 +259,17 @@ func logFrames(t *testing.T, st storage.Store, key string) [][]byte {
 		b = rest
 	}
 	return frames
+}
+
+// logFramesOf returns the framing of the log file at key.
+func logFramesOf(t *testing.T, key string) indexLogFrames {
+	t.Helper()
+	parts := strings.Split(key, "/")
+	base, file, ok := indexLogName(key)
+	if len(parts) != 3 || !file || !ok {
+		t.Fatalf("%s is not a log file's key", key)
+	}
+	return framesOf(parts[1], base)
 }
 
 // TestIndexLogTornTail: a log file that ends in a part of a record (an
@@ -279,6 +291,14 @@ func TestIndexLogTornTail(t *testing.T) {
 			return f
 		}},
 		{"zeros", func(f []byte) []byte { return make([]byte, len(f)) }},
+		// Whole records, with the right number, of other logs: bytes a
+		// block held before the file system gave it to this log.
+		{"another base's record", func(f []byte) []byte {
+			return framesOf(userHashOf("torn"), 99).append(nil, 4, &indexLogRecord{Del: []string{"x"}})
+		}},
+		{"another user's record", func(f []byte) []byte {
+			return framesOf(userHashOf("other"), 1).append(nil, 4, &indexLogRecord{Del: []string{"x"}})
+		}},
 	} {
 		st := memstore.New()
 		svc := soleService(t, st)
@@ -292,7 +312,7 @@ func TestIndexLogTornTail(t *testing.T) {
 		if len(keys) != 1 {
 			t.Fatalf("log keys %q, want one log file", keys)
 		}
-		frame := appendIndexLogFrame(nil, 4, &indexLogRecord{Put: []Image{{ID: NewID(), Name: "never acknowledged", Blob: testBlob(t, st, uh)}}})
+		frame := logFramesOf(t, keys[0]).append(nil, 4, &indexLogRecord{Put: []Image{{ID: NewID(), Name: "never acknowledged", Blob: testBlob(t, st, uh)}}})
 		if err := st.Append(ctx, keys[0], tail.b(frame)); err != nil {
 			t.Fatal(err)
 		}

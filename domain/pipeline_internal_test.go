@@ -93,8 +93,10 @@ func (s *watchedStaged) Publish(ctx context.Context) (storage.Attrs, error) {
 
 func (w *watchedStager) Append(ctx context.Context, key string, p []byte) error {
 	uh := strings.Split(key, "/")[1]
+	base, _, _ := indexLogName(key)
+	frames := framesOf(uh, base)
 	for b := p; len(b) > 0; {
-		seq, data, rest, whole := nextIndexLogFrame(b)
+		seq, data, rest, whole := frames.next(b)
 		if !whole {
 			w.t.Errorf("append to %s: not whole records", key)
 			break
