@@ -78,6 +78,16 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader, s
 	defer s.releaseGzipReader(gz)
 
 	name := newBlobName()
+	// Spared by the orphan sweep until the caller has named it in a list,
+	// or dropped it (it deletes the key from s.writing). A failure here
+	// deletes it.
+	s.writing.Store(blobKey(userHash, name), true)
+	written := false
+	defer func() {
+		if !written {
+			s.writing.Delete(blobKey(userHash, name))
+		}
+	}()
 	var attrs storage.Attrs
 	var stagedBlob storage.Staged
 	var err error
@@ -120,6 +130,7 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader, s
 	if stagedBlob != nil {
 		b.pending = s.publishBlob(userHash, stagedBlob)
 	}
+	written = true
 	return b, nil
 }
 

@@ -87,6 +87,7 @@ type Service struct {
 	queueMu   sync.Mutex
 	queues    map[string]*indexQueue // users whose index is being written: see updateIndex
 	unsure    sync.Map               // users whose last list write failed: see writeIndex
+	writing   sync.Map               // blob keys being written, not yet named or dropped: SweepOrphans spares them
 
 	tokens    *boundedMap[string, string] // username by token: see Authenticate
 	userCache *boundedMap[string, User]   // users by name, for a SoleWriter
@@ -461,6 +462,7 @@ func (s *Service) Upload(ctx context.Context, u User, name string, r io.Reader) 
 	if err != nil {
 		return Image{}, err
 	}
+	defer s.writing.Delete(blobKey(uh, blob.name))
 	if blob.pending != nil {
 		// The list may name the blob once it is published (see
 		// pendingBlob). Joining the list's next batch only then keeps a
@@ -566,6 +568,9 @@ func (s *Service) ReplaceIf(ctx context.Context, u User, id, name, ifSHA256 stri
 	// durable before the blob, a crash would lose the image's previous
 	// content, acknowledged long ago.
 	blob, err := s.writeBlob(ctx, uh, r, false)
+	if err == nil {
+		defer s.writing.Delete(blobKey(uh, blob.name))
+	}
 	if err != nil {
 		return Image{}, err
 	}
@@ -662,15 +667,24 @@ var errAlreadyApplied = errors.New("the change is in the list already")
 // between their two steps, and old bytes whose removal was interrupted.
 // Uploads in progress write their blob before their index names it; the
 // time spares them, so it must be earlier than any upload in progress
-// began (for a store used by one process, the moment that process started).
+// began (for a store used by one process, the moment that process started),
+// and this Service's own uploads in progress are spared whatever the
+// clock says. A user whose list cannot be read keeps all of its blobs,
+// and the others are swept all the same; the errors met are returned.
 // It returns how many blobs it removed.
 func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, error) {
 	removed := 0
 	var curUser string
-	var named map[string]bool
+	var named map[string]bool // nil: the user's list could not be read
+	var errs []error          // the first few, of users and blobs skipped
+	skip := func(err error) {
+		if len(errs) < 10 {
+			errs = append(errs, err)
+		}
+	}
 	for key, err := range s.store.List(ctx, "blobs/") {
 		if err != nil {
-			return removed, err
+			return removed, errors.Join(append(errs, err)...)
 		}
 		uh, file, ok := strings.Cut(strings.TrimPrefix(key, "blobs/"), "/")
 		name, isBlob := strings.CutSuffix(file, ".gz")
@@ -678,16 +692,20 @@ func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, erro
 			continue // not a key this package wrote
 		}
 		if uh != curUser {
+			curUser, named = uh, nil
 			ix, _, err := s.loadIndex(ctx, uh)
 			if err != nil {
-				return removed, err
-			}
-			curUser, named = uh, map[string]bool{}
-			for _, img := range ix.Images {
-				named[img.Blob] = true
+				// Nothing of this user's is removed, and the other
+				// users are swept all the same.
+				skip(fmt.Errorf("the blobs of user %s are kept: %w", uh, err))
+			} else {
+				named = map[string]bool{}
+				for _, img := range ix.Images {
+					named[img.Blob] = true
+				}
 			}
 		}
-		if named[name] {
+		if named == nil || named[name] {
 			continue
 		}
 		attrs, err := s.store.Stat(ctx, key)
@@ -695,7 +713,8 @@ func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, erro
 			continue
 		}
 		if err != nil {
-			return removed, err
+			skip(err)
+			continue
 		}
 		if !attrs.ModTime.Before(before) {
 			continue
@@ -704,11 +723,20 @@ func (s *Service) SweepOrphans(ctx context.Context, before time.Time) (int, erro
 		if ix, _, err := s.loadIndex(ctx, uh); err != nil || slices.ContainsFunc(ix.Images, func(img Image) bool { return img.Blob == name }) {
 			continue
 		}
+		if _, ok := s.writing.Load(key); ok {
+			// An upload of this process in progress: its time spares it
+			// too, unless the clock was set back since the start.
+			continue
+		}
 		if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return removed, err
+			skip(err)
+			continue
 		}
 		s.deleteVariants(ctx, uh, name)
 		removed++
+	}
+	if len(errs) > 0 {
+		return removed, errors.Join(errs...)
 	}
 	// Variants whose blob is gone (a crash between the two removals).
 	if err := s.sweepVariants(ctx, before); err != nil {

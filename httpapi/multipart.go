@@ -36,8 +36,9 @@ func (p *filePart) release() {
 var bodyBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // firstFile finds the first part of a multipart/form-data body that carries
-// a file, skipping (and not keeping) the text fields before it. Nothing after
-// it is read. The body is limited to the maximum upload size as it streams,
+// a file, skipping (and not keeping) the text fields before it. What
+// follows it is not parsed (a read-ahead of up to 64 KiB may take some of
+// it in). The body is limited to the maximum upload size as it streams,
 // so memory stays bounded whatever the client sends. It returns errNoFile for
 // a body without a file part, as the original answered 204 then.
 func (s *Server) firstFile(w http.ResponseWriter, r *http.Request) (*filePart, error) {

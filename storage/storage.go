@@ -185,8 +185,9 @@ type Stager interface {
 	// may find it, whole or not, before Publish, and a crash may leave a
 	// part of it there. It is for keys that no one looks up until a
 	// record written after Publish names them (a file store saves a
-	// rename). Publish then makes the bytes durable, and Flush the name;
-	// Close without Publish removes the value.
+	// rename). Publish then makes the bytes durable, and Flush the name,
+	// unless the key was written or removed since (ErrPrecondition);
+	// Close without Publish removes the value, if the key still holds it.
 	StageNew(ctx context.Context, key string, r io.Reader) (Staged, error)
 
 	// Unlink removes key as Delete does (ErrNotFound if it does not
@@ -209,8 +210,9 @@ type Stager interface {
 	// a part of an append in progress, and a crash may leave a part of one
 	// that did not return nil, so what a log stores must let its reader
 	// tell where its last whole record ends. The appends to one key must
-	// take turns, and none may follow one that failed: the value may end
-	// in a part of it.
+	// take turns, and none may follow one that failed after it began to
+	// write: the value may end in a part of it (a file store truncates it
+	// back, but a crash can undo that).
 	Append(ctx context.Context, key string, p []byte) error
 }
 

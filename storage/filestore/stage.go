@@ -161,14 +161,20 @@ func (st *staged) attrs() (storage.Attrs, error) {
 // place puts the synced file under its key if cond holds. A file staged
 // under its key's name is there already.
 func (st *staged) place(ctx context.Context, cond storage.Cond) error {
+	s := st.s
 	if st.named {
+		mu := s.stripe(st.key)
+		mu.Lock()
+		defer mu.Unlock()
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if !st.holdsKey() {
+			return fmt.Errorf("put %s: written or removed since it was staged: %w", st.key, storage.ErrPrecondition)
 		}
 		st.done = true
 		return nil
 	}
-	s := st.s
 	mu := s.stripe(st.key)
 	mu.Lock()
 	defer mu.Unlock()
@@ -192,12 +198,33 @@ func (st *staged) Close() error {
 	if st.f == nil {
 		return nil
 	}
+	if !st.done && st.named {
+		// The key's name may hold another value by now: only this one
+		// goes.
+		mu := st.s.stripe(st.key)
+		mu.Lock()
+		if st.holdsKey() {
+			os.Remove(st.p)
+		}
+		mu.Unlock()
+	}
 	err := st.f.Close()
 	st.f = nil
-	if !st.done {
+	if !st.done && !st.named {
 		os.Remove(st.tmp)
 	}
 	return err
+}
+
+// holdsKey reports whether the key's name still holds this file, staged
+// under it (StageNew). The key's stripe must be held.
+func (st *staged) holdsKey() bool {
+	mine, err := st.f.Stat()
+	if err != nil {
+		return false
+	}
+	there, err := os.Lstat(st.p)
+	return err == nil && os.SameFile(mine, there)
 }
 
 // Flush implements storage.Stager: one fsync of the folder, shared with

@@ -171,18 +171,20 @@ func (s *Store) Stage(ctx context.Context, key string, r io.Reader) (storage.Sta
 	return &staged{s: s, key: key, data: data}, nil
 }
 
-// StageNew implements storage.Stager: Stage, after a check that the key
-// is absent (Publish checks again).
+// StageNew implements storage.Stager: as a file store does, the value
+// is under its key at once, and Publish checks that it still is.
 func (s *Store) StageNew(ctx context.Context, key string, r io.Reader) (storage.Staged, error) {
-	if storage.ValidKey(key) {
-		s.mu.RLock()
-		_, exists := s.objects[key]
-		s.mu.RUnlock()
-		if exists {
-			return nil, fmt.Errorf("put %s: %w", key, storage.ErrPrecondition)
-		}
+	v, err := s.Stage(ctx, key, r)
+	if err != nil {
+		return nil, err
 	}
-	return s.Stage(ctx, key, r)
+	st := v.(*staged)
+	a, err := s.Put(ctx, key, bytes.NewReader(st.data), storage.Cond{IfAbsent: true})
+	if err != nil {
+		return nil, err
+	}
+	st.named = a.ETag
+	return st, nil
 }
 
 // Unlink implements storage.Stager: Delete.
@@ -216,19 +218,43 @@ func (s *Store) Flush(ctx context.Context, folder string) error {
 }
 
 type staged struct {
-	s    *Store
-	key  string
-	data []byte
-	done bool
+	s     *Store
+	key   string
+	data  []byte
+	named string // the ETag of the value StageNew put under the key
+	done  bool
 }
 
-func (st *staged) Size() int64  { return int64(len(st.data)) }
-func (st *staged) Sync() error  { return nil }
-func (st *staged) Close() error { return nil }
+func (st *staged) Size() int64 { return int64(len(st.data)) }
+func (st *staged) Sync() error { return nil }
+
+func (st *staged) Close() error {
+	if st.named != "" && !st.done {
+		st.s.mu.Lock()
+		if o, ok := st.s.objects[st.key]; ok && o.etag == st.named {
+			delete(st.s.objects, st.key)
+		}
+		st.s.mu.Unlock()
+	}
+	return nil
+}
 
 func (st *staged) Publish(ctx context.Context) (storage.Attrs, error) {
 	if st.done {
 		return storage.Attrs{}, fmt.Errorf("put %s: published already", st.key)
+	}
+	if st.named != "" {
+		if err := ctx.Err(); err != nil {
+			return storage.Attrs{}, err
+		}
+		st.s.mu.RLock()
+		o, ok := st.s.objects[st.key]
+		st.s.mu.RUnlock()
+		if !ok || o.etag != st.named {
+			return storage.Attrs{}, fmt.Errorf("put %s: written or removed since it was staged: %w", st.key, storage.ErrPrecondition)
+		}
+		st.done = true
+		return attrs(o), nil
 	}
 	a, err := st.s.Put(ctx, st.key, bytes.NewReader(st.data), storage.Cond{IfAbsent: true})
 	st.done = err == nil

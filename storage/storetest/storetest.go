@@ -771,6 +771,35 @@ func testStageNew(t *testing.T, s storage.Store) {
 	if err := v.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	// The key written, or removed, between StageNew and Publish: the
+	// other write stands, and Close leaves it.
+	v, err = st.StageNew(ctx, "n/overtaken", strings.NewReader("staged"))
+	if err != nil {
+		t.Fatalf("StageNew: %v", err)
+	}
+	put(t, s, "n/overtaken", "written meanwhile", storage.Cond{})
+	if _, err := v.Publish(ctx); !errors.Is(err, storage.ErrPrecondition) {
+		t.Errorf("Publish after a Put of the key: %v, want ErrPrecondition", err)
+	}
+	v.Close()
+	if got, _ := get(t, s, "n/overtaken"); got != "written meanwhile" {
+		t.Errorf("after a Publish that lost to a Put: %q", got)
+	}
+	v, err = st.StageNew(ctx, "n/removed", strings.NewReader("staged"))
+	if err != nil {
+		t.Fatalf("StageNew: %v", err)
+	}
+	if err := s.Delete(ctx, "n/removed"); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := v.Publish(ctx); !errors.Is(err, storage.ErrPrecondition) {
+		t.Errorf("Publish after a Delete of the key: %v, want ErrPrecondition", err)
+	}
+	v.Close()
+	if err := s.Delete(ctx, "n/overtaken"); err != nil {
+		t.Fatal(err)
+	}
+
 	boom := errors.New("client went away")
 	if _, err := st.StageNew(ctx, "n/broken", &FailingReader{N: 100 << 10, Err: boom}); !errors.Is(err, boom) {
 		t.Fatalf("StageNew of a failing reader: %v, want its error", err)
