@@ -99,7 +99,7 @@ func TestHostilePaths(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("the data folder's parent holds %d entries, want only the data folder", len(entries))
 	}
-	serverNames := regexp.MustCompile(`^([0-9a-f]{64}(\.json)?|[0-9a-f]{32}\.gz|[0-9a-f]{16}\.json|objects|users|tokens|index|indexlog|blobs|idem|health|imagestore\.lock)$`)
+	serverNames := regexp.MustCompile(`^([0-9a-f]{64}(\.json)?|[0-9a-f]{32}\.gz|[0-9a-f]{16}\.(json|log)|objects|users|tokens|index|indexlog|blobs|idem|health|imagestore\.lock)$`)
 	filepath.WalkDir(data, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			t.Fatal(err)
