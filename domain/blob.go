@@ -137,10 +137,7 @@ func (s *Service) writeBlob(ctx context.Context, userHash string, r io.Reader, s
 // A pendingBlob is a new image's blob published in the background while
 // the list record that names it is written: the record is appended to its
 // list's log (see indexlog.go) once the blob is published, and synced
-// while the blob's name is made durable. An upload waits for both. (On a
-// store that cannot append, the record is a key of its own: its bytes are
-// synced with the blob's, it is published once the blob is, and the two
-// names are made durable at once.)
+// while the blob's name is made durable. An upload waits for both.
 //
 // A crash can then leave a durable record naming a blob whose name was
 // not durable yet (nor acknowledged): reading a list's log drops such

@@ -28,9 +28,10 @@ import (
 // Each record in the log is framed (see indexLogFrames): its length, a
 // checksum (of the log's identity too) and its sequence number, then its
 // JSON. An append is not atomic, so a reader stops at the first record
-// that is not whole: one being appended, or one a crash cut short. No record after it was ever
-// acknowledged, but the next one must not be appended after it, so a list
-// whose log ends that way is written whole at its next write.
+// that is not whole: one being appended, or one a crash cut short. No
+// record after it was ever acknowledged, but the next one must not be
+// appended after it, so a list whose log ends that way is written whole
+// at its next write.
 //
 // The list is the base's images with the records B+1, B+2, ... applied in
 // order. Every maxIndexLog records the whole list is written again as a
@@ -45,10 +46,10 @@ import (
 // store's only writer, and the writes of one user's list take turns (see
 // updateIndex).
 //
-// On a store that cannot append (storage.Stager), and in data folders
-// written before the logs were files of their own, each record is a key
-// of its own, created if absent, and a compaction removes them oldest
-// first, so that a reader of the previous base meets a gap:
+// On a store that cannot append (one that is not a storage.Stager), and
+// in data folders written before the logs were files of their own, each
+// record is a key of its own, created if absent, and a compaction removes
+// them oldest first, so that a reader of the previous base meets a gap:
 //
 //	indexlog/<user hash>/<seq, 16 hex>.json  {"put":[...],"del":[...]}
 //

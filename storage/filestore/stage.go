@@ -162,10 +162,10 @@ func (st *staged) attrs() (storage.Attrs, error) {
 // under its key's name is there already.
 func (st *staged) place(ctx context.Context, cond storage.Cond) error {
 	s := st.s
+	mu := s.stripe(st.key)
+	mu.Lock()
+	defer mu.Unlock()
 	if st.named {
-		mu := s.stripe(st.key)
-		mu.Lock()
-		defer mu.Unlock()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -175,9 +175,6 @@ func (st *staged) place(ctx context.Context, cond storage.Cond) error {
 		st.done = true
 		return nil
 	}
-	mu := s.stripe(st.key)
-	mu.Lock()
-	defer mu.Unlock()
 	if err := s.check(st.key, st.p, cond); err != nil {
 		return err
 	}
