@@ -483,7 +483,7 @@ func (s *Service) writeIndex(ctx context.Context, uh string, cur cachedIndex, ix
 	// whole list's, and a record made durable on a whole list that is not
 	// (or after one that is not) would leave a gap after a crash.
 	_, unsure := s.unsure.Load(uh)
-	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < maxIndexLog && !unsure && !cur.logTorn {
+	if s.cfg.SoleWriter && cur.ix.Log && seq-cur.baseSeq < indexLogLimit(len(cur.ix.Images)) && !unsure && !cur.logTorn {
 		if verifyIndexRecords && ix.rec != nil {
 			if got := ix.rec.apply(slices.Clone(cur.ix.Images), nil); !slices.Equal(got, ix.Images) {
 				panic("a batch's log record does not give the list the batch made")

@@ -34,7 +34,7 @@ import (
 // at its next write.
 //
 // The list is the base's images with the records B+1, B+2, ... applied in
-// order. Every maxIndexLog records the whole list is written again as a
+// order. Every indexLogLimit records the whole list is written again as a
 // new base (compaction), whose seq B' is one more than the last record it
 // folds in (a number no record has); then B' gets its log, empty, and the
 // logs before it are removed. A reader that read the previous base and
@@ -62,9 +62,20 @@ import (
 // numbered above any record or log already there, so that a stray one (of
 // a log whose list was since written whole) is never applied.
 
-// maxIndexLog is how many log records a list may have before it is
+// maxIndexLog is how many log records a short list may have before it is
 // written whole again.
 const maxIndexLog = 64
+
+// indexLogLimit is how many log records a list of n images may have
+// before it is written whole again: maxIndexLog, or one per 8 images of a
+// longer list. Writing a list whole costs in proportion to its length, so
+// a fixed limit would make each change of a long list cost more (and
+// stall the uploads queued behind it longer): a list of 10,000 images,
+// about 1.5 MB, would be written whole every 64 batches of changes. With
+// the limit growing with the list, a change costs about the same whatever
+// the list's length, and a log stays shorter than a list whose changes
+// are a few images each, so reading one costs at most about as much again.
+func indexLogLimit(n int) uint64 { return max(maxIndexLog, uint64(n/8)) }
 
 func indexLogPrefix(userHash string) string { return "indexlog/" + userHash + "/" }
 

@@ -96,8 +96,8 @@ func logRecords(t *testing.T, st storage.Store, uh string) []string {
 }
 
 // TestIndexLog: on a store that is the process's alone, each write of a
-// list is a small log record, the list is written whole once every
-// maxIndexLog writes, and a server started afresh on the store reads the
+// list is a small log record, the list (short here) is written whole once
+// every maxIndexLog writes, and a server started afresh on the store reads the
 // same list as the one that wrote it, after any mix of uploads,
 // replacements and deletions.
 //
@@ -188,6 +188,75 @@ func testIndexLog(t *testing.T, st storage.Store, counts func() (whole, records 
 	t.Logf("%d writes: %d whole lists, %d log records", ops, whole, records)
 	if wantWhole := int64(ops/(maxIndexLog+1) + 1); whole != wantWhole || whole+records != ops {
 		t.Errorf("%d whole lists and %d log records for %d writes, want %d whole", whole, records, ops, wantWhole)
+	}
+}
+
+// TestIndexLogGrowsWithTheList: a long list is written whole less often,
+// in proportion to its length (indexLogLimit), so that its changes do not
+// cost more as it grows; and a fresh server still reads it right.
+func TestIndexLogGrowsWithTheList(t *testing.T) {
+	ctx := t.Context()
+	st := &indexAppends{Store: memstore.New()}
+	svc := soleService(t, st)
+	uh := userHashOf("long")
+	var model []Image
+	add := func(op int) func(*index) error {
+		img := Image{ID: NewID(), Name: fmt.Sprintf("img-%d", op), Blob: testBlob(t, st, uh), Created: time.Unix(int64(op), 0).UTC()}
+		for slices.ContainsFunc(model, func(m Image) bool { return m.ID == img.ID }) {
+			img.ID = NewID()
+		}
+		model = append(model, img)
+		return func(ix *index) error { ix.add(img); return nil }
+	}
+	// 1,000 images in one change: one record.
+	var changes []func(*index) error
+	for op := range 1000 {
+		changes = append(changes, add(op))
+	}
+	if err := svc.updateIndex(ctx, uh, func(ix *index) error {
+		for _, c := range changes {
+			c(ix)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const ops = 600
+	wholeBefore := st.whole.Load()
+	since, longest := 0, 0 // records since the last whole list
+	for op := 1000; op < 1000+ops; op++ {
+		limit := indexLogLimit(len(model))
+		w := st.whole.Load()
+		if err := svc.updateIndex(ctx, uh, add(op)); err != nil {
+			t.Fatalf("op %d: %v", op, err)
+		}
+		if st.whole.Load() > w {
+			since = 0
+		} else {
+			since++
+		}
+		longest = max(longest, since)
+		if uint64(since) > limit {
+			t.Fatalf("op %d: %d records since the list was written whole, more than %d for %d images", op, since, limit, len(model)-1)
+		}
+	}
+	whole := st.whole.Load() - wholeBefore
+	t.Logf("%d changes of a list of 1,000 to %d images: %d whole lists, at most %d records in a row", ops, len(model), whole, longest)
+	if longest <= maxIndexLog {
+		t.Errorf("at most %d records in a row in a list of over 1,000 images: the limit did not grow", longest)
+	}
+	// One whole list per 126-200 records, against one per 65 for a short
+	// list.
+	if whole > ops/126+1 {
+		t.Errorf("%d whole lists for %d changes of a list of over 1,000 images", whole, ops)
+	}
+	fresh := soleService(t, st)
+	ix, _, err := fresh.loadIndex(ctx, uh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ix.Images, model) {
+		t.Fatalf("a fresh server reads %d images, not the %d written", len(ix.Images), len(model))
 	}
 }
 
