@@ -71,10 +71,11 @@ const maxIndexLog = 64
 // longer list. Writing a list whole costs in proportion to its length, so
 // a fixed limit would make each change of a long list cost more (and
 // stall the uploads queued behind it longer): a list of 10,000 images,
-// about 1.5 MB, would be written whole every 64 batches of changes. With
+// about 2.5 MB, would be written whole every 64 batches of changes. With
 // the limit growing with the list, a change costs about the same whatever
-// the list's length, and a log stays shorter than a list whose changes
-// are a few images each, so reading one costs at most about as much again.
+// the list's length. Reading the list then reads up to n/8 records, each
+// applied in time proportional to its own length (see logReplay): for
+// batches of a few images each, about as much again as the list itself.
 func indexLogLimit(n int) uint64 { return max(maxIndexLog, uint64(n/8)) }
 
 func indexLogPrefix(userHash string) string { return "indexlog/" + userHash + "/" }
@@ -186,28 +187,78 @@ func (f indexLogFrames) next(b []byte) (seq uint64, rec []byte, rest []byte, who
 // apply changes imgs as rec says, and returns them. If added is not nil,
 // the ids of the images rec adds are put in it.
 func (rec *indexLogRecord) apply(imgs []Image, added map[string]bool) []Image {
-	if len(rec.Del) > 0 {
-		imgs = slices.DeleteFunc(imgs, func(img Image) bool { return slices.Contains(rec.Del, img.ID) })
-	}
-	if len(rec.Put) == 0 {
-		return imgs
-	}
-	pos := make(map[string]int, len(imgs)) // each image's place, by id
+	r := newLogReplay(imgs)
+	r.apply(rec, added)
+	return r.result()
+}
+
+// A logReplay applies a log's records to a list one after another, each in
+// time proportional to its own length, not the list's: the places of the
+// images are kept from record to record, and removed images are dropped
+// once, at the end. A long list has a long log (see indexLogLimit): applied
+// one at a time, each over the whole list, its records would cost the
+// square of its length.
+//
+// A record removes the images it names, keeping the order of the others,
+// then replaces in place each image it puts that is there, and adds the
+// others at the end, in its order.
+type logReplay struct {
+	imgs []Image
+	pos  map[string]int // the place of each image still there, by id
+	gone []bool         // by place: removed (grown with imgs, if any are)
+}
+
+func newLogReplay(imgs []Image) *logReplay {
+	r := &logReplay{imgs: imgs, pos: make(map[string]int, len(imgs))}
 	for i, img := range imgs {
-		pos[img.ID] = i
+		r.pos[img.ID] = i
+	}
+	return r
+}
+
+// apply applies rec. If added is not nil, the ids of the images rec adds
+// are put in it.
+func (r *logReplay) apply(rec *indexLogRecord, added map[string]bool) {
+	for _, id := range rec.Del {
+		i, ok := r.pos[id]
+		if !ok {
+			continue
+		}
+		if r.gone == nil {
+			r.gone = make([]bool, len(r.imgs), cap(r.imgs))
+		}
+		r.gone[i] = true
+		delete(r.pos, id)
 	}
 	for _, img := range rec.Put {
-		if i, ok := pos[img.ID]; ok {
-			imgs[i] = img
-		} else {
-			pos[img.ID] = len(imgs)
-			imgs = append(imgs, img)
-			if added != nil {
-				added[img.ID] = true
-			}
+		if i, ok := r.pos[img.ID]; ok {
+			r.imgs[i] = img
+			continue
+		}
+		r.pos[img.ID] = len(r.imgs)
+		r.imgs = append(r.imgs, img)
+		if r.gone != nil {
+			r.gone = append(r.gone, false)
+		}
+		if added != nil {
+			added[img.ID] = true
 		}
 	}
-	return imgs
+}
+
+// result returns the list with every record applied.
+func (r *logReplay) result() []Image {
+	if r.gone == nil {
+		return r.imgs
+	}
+	kept := r.imgs[:0]
+	for i, img := range r.imgs {
+		if !r.gone[i] {
+			kept = append(kept, img)
+		}
+	}
+	clear(r.imgs[len(kept):])
+	return kept
 }
 
 // errIndexLogGap is met by a reader that raced a compaction (or found a
@@ -230,6 +281,7 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 	}
 	st := indexLogState{seq: base}
 	added := map[string]bool{}
+	var replay *logReplay // made at the first record
 	apply := func(seq uint64, data []byte, where string) error {
 		if seq != st.seq+1 {
 			return fmt.Errorf("%w: %s holds record %d after %d", errIndexLogGap, where, seq, st.seq)
@@ -238,7 +290,10 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return fmt.Errorf("%s: record %d: %w", where, seq, err)
 		}
-		ix.Images = rec.apply(ix.Images, added)
+		if replay == nil {
+			replay = newLogReplay(ix.Images)
+		}
+		replay.apply(&rec, added)
 		st.seq = seq
 		return nil
 	}
@@ -284,6 +339,9 @@ func (s *Service) readIndexLog(ctx context.Context, uh string, base uint64, ix *
 	case len(logs) > 0 && logs[len(logs)-1] > base:
 		// A newer base was written, and this one's log removed.
 		return indexLogState{}, fmt.Errorf("%w: the log after %d is gone, %s is there", errIndexLogGap, base, indexLogFileKey(uh, logs[len(logs)-1]))
+	}
+	if replay != nil {
+		ix.Images = replay.result()
 	}
 	if len(added) > 0 && !s.cfg.KeepUnpublished {
 		var again bool

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -957,5 +958,111 @@ func TestIndexLogAfterUnsureWholeWrite(t *testing.T) {
 	}
 	if got := names(ix.Images); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("a fresh server reads %q", got)
+	}
+}
+
+// TestLogReplay: a log's records applied together (logReplay) give the
+// list that applying them one at a time over the whole list gives, for
+// random records of removals, replacements, additions, and removals and
+// additions of one id in one record or in later ones.
+func TestLogReplay(t *testing.T) {
+	// oneAtATime is a record's meaning, spelled out.
+	oneAtATime := func(imgs []Image, rec *indexLogRecord, added map[string]bool) []Image {
+		imgs = slices.DeleteFunc(imgs, func(img Image) bool { return slices.Contains(rec.Del, img.ID) })
+		for _, img := range rec.Put {
+			if i := slices.IndexFunc(imgs, func(m Image) bool { return m.ID == img.ID }); i >= 0 {
+				imgs[i] = img
+			} else {
+				imgs = append(imgs, img)
+				added[img.ID] = true
+			}
+		}
+		return imgs
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	id := func() string { return fmt.Sprintf("id%d", rng.IntN(60)) } // few ids: they meet again
+	for round := range 300 {
+		var base []Image
+		for i := range rng.IntN(30) {
+			img := Image{ID: fmt.Sprintf("id%d", i), Name: fmt.Sprintf("base-%d", i)}
+			if !slices.ContainsFunc(base, func(m Image) bool { return m.ID == img.ID }) {
+				base = append(base, img)
+			}
+		}
+		want := slices.Clone(base)
+		wantAdded := map[string]bool{}
+		replay := newLogReplay(slices.Clone(base))
+		gotAdded := map[string]bool{}
+		for r := range rng.IntN(12) + 1 {
+			var rec indexLogRecord
+			for range rng.IntN(4) {
+				rec.Del = append(rec.Del, id())
+			}
+			seen := map[string]bool{}
+			for k := range rng.IntN(5) {
+				img := Image{ID: id(), Name: fmt.Sprintf("r%d-%d-%d", round, r, k)}
+				if !seen[img.ID] { // a record puts an id once
+					seen[img.ID] = true
+					rec.Put = append(rec.Put, img)
+				}
+			}
+			want = oneAtATime(want, &rec, wantAdded)
+			replay.apply(&rec, gotAdded)
+		}
+		got := replay.result()
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: replayed\n%q\nwant\n%q", round, names(got), names(want))
+		}
+		if !maps.Equal(gotAdded, wantAdded) {
+			t.Fatalf("round %d: added %v, want %v", round, gotAdded, wantAdded)
+		}
+	}
+}
+
+// BenchmarkReadLongIndexLog: loading a list whose log is full (one record
+// per 8 images, each adding one image) costs in proportion to the list's
+// length, not its square.
+func BenchmarkReadLongIndexLog(b *testing.B) {
+	for _, n := range []int{10_000, 80_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ctx := b.Context()
+			st := memstore.New()
+			cfg := DefaultConfig
+			cfg.SoleWriter, cfg.KeepUnpublished = true, true
+			svc, err := New(st, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			uh := userHashOf("long")
+			records := int(indexLogLimit(n)) - 1
+			first := make([]Image, 0, n-records)
+			for i := range n - records {
+				first = append(first, Image{ID: fmt.Sprintf("i%07d", i), Name: fmt.Sprintf("n%d", i), Blob: "b"})
+			}
+			if err := svc.updateIndex(ctx, uh, func(ix *index) error {
+				for _, img := range first {
+					ix.add(img)
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			for i := n - records; i < n; i++ {
+				img := Image{ID: fmt.Sprintf("i%07d", i), Name: fmt.Sprintf("n%d", i), Blob: "b"}
+				if err := svc.updateIndex(ctx, uh, func(ix *index) error { ix.add(img); return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				fresh, err := New(st, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ix, _, err := fresh.loadIndex(ctx, uh)
+				if err != nil || len(ix.Images) != n {
+					b.Fatalf("%d images, %v", len(ix.Images), err)
+				}
+			}
+		})
 	}
 }
