@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"runtime/debug"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -200,6 +201,9 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// checkImage is the image check: imagetype.Check, but for tests.
+var checkImage = imagetype.Check
+
 // inlineCheck runs imagetype.Check, a parser that pulls its input from a
 // reader, as a coroutine of the goroutine that feeds it (iter.Pull): each
 // chunk of an upload is checked as it passes, by a direct switch to the
@@ -218,8 +222,17 @@ type inlineCheck struct {
 func newInlineCheck(maxPixels int64) *inlineCheck {
 	c := &inlineCheck{}
 	next, stop := iter.Pull(func(yield func(struct{}) bool) {
+		defer func() {
+			// A bug of the parser: an error, so that the store sees its
+			// input fail and cleans up, where a panic would unwind
+			// through it (and a server error, logged with the stack).
+			if v := recover(); v != nil {
+				c.verdict = fmt.Errorf("image check: the parser panicked: %v\n%s", v, debug.Stack())
+				c.finished = true
+			}
+		}()
 		c.yield = func() bool { return yield(struct{}{}) }
-		c.info, c.verdict = imagetype.Check(c, maxPixels)
+		c.info, c.verdict = checkImage(c, maxPixels)
 		if c.verdict == nil {
 			c.verdict = errCheckedOK
 		}

@@ -89,7 +89,9 @@ type Store interface {
 	// the new attributes. If r fails, ctx is cancelled or cond is false, the
 	// previous value (or absence) is left exactly as it was, and the error is
 	// returned: ErrPrecondition for a false condition, otherwise r's or the
-	// backend's error. Put never closes r.
+	// backend's error. Put never closes r, never reads it from two
+	// goroutines at once, and never after it returns: r may be an upload's
+	// reader that runs the image check as the bytes pass.
 	Put(ctx context.Context, key string, r io.Reader, cond Cond) (Attrs, error)
 
 	// Delete removes key. It returns ErrNotFound if the key does not
@@ -176,8 +178,8 @@ type Stager interface {
 
 	// Stage writes everything read from r as a new value for key, visible
 	// to no reader and not yet durable. If r fails or ctx is cancelled,
-	// nothing is left behind and the error is returned. The caller must
-	// close the Staged value.
+	// nothing is left behind and the error is returned. r is read as Put
+	// reads it. The caller must close the Staged value.
 	Stage(ctx context.Context, key string, r io.Reader) (Staged, error)
 
 	// StageNew is Stage for a key that must be absent (ErrPrecondition
