@@ -655,6 +655,39 @@ func TestIndexChanges(t *testing.T) {
 	}
 }
 
+// TestLookupChainsStayShort: a list that grows by one image per batch, as
+// uploads into one user do, keeps a chain of lookups about log2 of its
+// length long, and builds a whole lookup again only about as often:
+// never every few batches, whose cost grows with the list.
+func TestLookupChainsStayShort(t *testing.T) {
+	cur := index{}.frozen()
+	roots := map[*lookup]bool{}
+	const n = 5000
+	for b := range n {
+		w := cur.working()
+		w.add(Image{ID: fmt.Sprintf("id-%d", b), Name: fmt.Sprintf("name-%d", b)})
+		cur = w.frozen()
+		depth, l := 0, cur.lk
+		for ; l.parent != nil; l = l.parent {
+			depth++
+		}
+		roots[l] = true
+		if depth > 13 { // log2(5000) is 12.3
+			t.Fatalf("batch %d: a chain of %d lookups for %d images", b, depth+1, len(cur.Images))
+		}
+	}
+	// A whole lookup grows by half at least each time it is made again:
+	// log1.5(5000) is 21. Every 32 batches would be 156 times.
+	if len(roots) > 23 {
+		t.Errorf("a whole lookup made %d times over %d additions", len(roots), n)
+	}
+	for i, im := range cur.Images {
+		if cur.byID(im.ID) != i || cur.byName(im.Name) != i {
+			t.Fatalf("image %d not found where it is", i)
+		}
+	}
+}
+
 // failingLogRemovals fails the removal of log records while fail is set.
 type failingLogRemovals struct {
 	storage.Store
