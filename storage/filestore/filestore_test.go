@@ -143,6 +143,23 @@ func TestValuesArePlainFiles(t *testing.T) {
 	}
 }
 
+// faultyStore opens a store in a new folder that fails each operation's
+// step named step with a disk error while *armed is set.
+func faultyStore(t *testing.T, step string) (s *filestore.Store, armed *bool) {
+	t.Helper()
+	armed = new(bool)
+	s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(st, key string) error {
+		if *armed && st == step {
+			return errors.New("disk error")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, armed
+}
+
 // TestFaultAtEachStep fails each step of a replacement in turn: before the
 // rename the old value stays; after it (the folder's sync) the new one is
 // whole; a failed removal keeps the value; never a temporary file left.
@@ -151,27 +168,18 @@ func TestValuesArePlainFiles(t *testing.T) {
 func TestFaultAtEachStep(t *testing.T) {
 	ctx := context.Background()
 	for _, step := range []string{"create", "write", "sync", "rename", "syncdir", "delete"} {
-		var armed bool
-		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(st, key string) error {
-			if armed && st == step {
-				return errors.New("disk error")
-			}
-			return nil
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, armed := faultyStore(t, step)
 		if _, err := s.Put(ctx, "k", strings.NewReader("old value"), storage.Cond{}); err != nil {
 			t.Fatal(err)
 		}
-		armed = true
+		*armed = true
 		var opErr error
 		if step == "delete" {
 			opErr = s.Delete(ctx, "k")
 		} else {
 			_, opErr = s.Put(ctx, "k", strings.NewReader("new value!"), storage.Cond{})
 		}
-		armed = false
+		*armed = false
 		if opErr == nil {
 			t.Errorf("%s: the injected fault was not reported", step)
 		}
@@ -195,9 +203,9 @@ func TestFaultAtEachStep(t *testing.T) {
 		// A new key: absent after a fault before its commit, present
 		// (and reported as failed) after one past it.
 		if step != "delete" {
-			armed = true
+			*armed = true
 			_, err := s.Put(ctx, "new", strings.NewReader("fresh"), storage.Cond{IfAbsent: true})
-			armed = false
+			*armed = false
 			if err == nil {
 				t.Errorf("%s: the injected fault in a new key's write was not reported", step)
 			}
@@ -221,22 +229,13 @@ func TestFaultAtEachStep(t *testing.T) {
 func TestAppendFaults(t *testing.T) {
 	ctx := context.Background()
 	for _, step := range []string{"create", "write", "sync", "syncdir"} {
-		var armed bool
-		s, err := filestore.OpenWith(t.TempDir(), filestore.Options{Fault: func(st, key string) error {
-			if armed && st == step {
-				return errors.New("disk error")
-			}
-			return nil
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, armed := faultyStore(t, step)
 		if err := s.Append(ctx, "log/k", []byte("old;")); err != nil {
 			t.Fatal(err)
 		}
-		armed = true
-		err = s.Append(ctx, "log/k", []byte("new;"))
-		armed = false
+		*armed = true
+		err := s.Append(ctx, "log/k", []byte("new;"))
+		*armed = false
 		switch step {
 		case "create", "syncdir": // steps an existing key's append skips
 			if err != nil {
@@ -257,9 +256,9 @@ func TestAppendFaults(t *testing.T) {
 			}
 		}
 
-		armed = true
+		*armed = true
 		err = s.Append(ctx, "log/new", []byte("fresh;"))
-		armed = false
+		*armed = false
 		if err == nil {
 			t.Errorf("%s: the injected fault in a new key's append was not reported", step)
 		}
