@@ -135,6 +135,33 @@ func (s *Service) HotCacheStats() HotCacheStats {
 	return HotCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: c.size, Entries: int64(len(c.byKey)), Capacity: c.max}
 }
 
+// Cached returns the user's image with that id and, only if the cache of
+// hot images holds them, its stored gzip stream (gz) or its bytes as
+// uploaded: it never reads the store's blobs, so a caller that must not
+// wait for them (see httpapi's fast lane) can fall back to OpenStored or
+// Content. ok is false when the image is not found, not cached, or the
+// cache is off.
+func (s *Service) Cached(ctx context.Context, u User, id string, gz bool) (img Image, data []byte, ok bool) {
+	c := s.hot
+	if c == nil {
+		return Image{}, nil, false
+	}
+	img, err := s.Image(ctx, u, id)
+	if err != nil {
+		return Image{}, nil, false
+	}
+	uh := userHashOf(u.Name)
+	key := uh + "/" + img.Blob
+	if gz {
+		key = storedCacheKey(blobKey(uh, img.Blob))
+	}
+	if data, ok = c.get(key); !ok {
+		return Image{}, nil, false
+	}
+	c.hits.Add(1)
+	return img, data, true
+}
+
 // Content returns the user's image with that id and its bytes as
 // uploaded, from the cache of hot images, filling it on a miss. It returns
 // nil bytes (and no error) for an image too large to be cached, or when

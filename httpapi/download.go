@@ -147,8 +147,11 @@ func (s *Server) abortDownload(r *http.Request, sent, size int64, err error) {
 }
 
 // acceptsGzip reports whether the request's Accept-Encoding admits gzip.
-func acceptsGzip(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+func acceptsGzip(r *http.Request) bool { return acceptsGzipIn(r.Header.Get("Accept-Encoding")) }
+
+// acceptsGzipIn reports whether an Accept-Encoding value admits gzip.
+func acceptsGzipIn(accept string) bool {
+	for part := range strings.SplitSeq(accept, ",") {
 		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		coding = strings.ToLower(strings.TrimSpace(coding))
 		if coding != "gzip" && coding != "x-gzip" {

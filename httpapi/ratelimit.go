@@ -67,10 +67,13 @@ func newClientLimits(name string, r Rate) *clientLimits {
 // clientOf is the key of a request's client: its address, without the port.
 // An IPv6 client is its /64: one host usually has a whole /64 to pick
 // addresses from.
-func clientOf(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+func clientOf(r *http.Request) string { return clientAt(r.RemoteAddr) }
+
+// clientAt is clientOf for a connection's remote address.
+func clientAt(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		return r.RemoteAddr
+		return remote
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
 		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/imagestore/imagestore/domain"
 	"github.com/imagestore/imagestore/httpapi"
+	"github.com/imagestore/imagestore/internal/fastlane"
 	"github.com/imagestore/imagestore/metrics"
 )
 
@@ -44,6 +45,7 @@ type config struct {
 	variantMaxSize  int
 	stripMetadata   bool
 	gzipAll         bool
+	fastLane        bool
 }
 
 // parseConfig reads flags, falling back to IMAGESTORE_* environment
@@ -129,6 +131,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			envErrs["gzip-all"] = fmt.Errorf("IMAGESTORE_GZIP_ALL: %q is neither true nor false", v)
 		}
 	}
+	c.fastLane = true
+	if v := getenv("IMAGESTORE_FAST_LANE"); v != "" {
+		var err error
+		if c.fastLane, err = strconv.ParseBool(v); err != nil {
+			envErrs["fast-lane"] = fmt.Errorf("IMAGESTORE_FAST_LANE: %q is neither true nor false", v)
+		}
+	}
+	fs.BoolVar(&c.fastLane, "fast-lane", c.fastLane, "answer the seed's downloads of cached images on the connection directly, in one write, and leave every other request to Go's HTTP server; false serves them all through it (IMAGESTORE_FAST_LANE)")
 	fs.BoolVar(&c.gzipAll, "gzip-all", c.gzipAll, "deflate JPEG, PNG and WebP images too, whose data is compressed already; by default they go into gzip's stored blocks, which saves most of an upload's CPU and costs under 1% of space (IMAGESTORE_GZIP_ALL)")
 	fs.BoolVar(&c.stripMetadata, "strip-metadata", c.stripMetadata, "remove Exif (GPS position included), XMP, IPTC and comments from JPEG uploads and replacements, keeping the pixels and the colour profile (IMAGESTORE_STRIP_METADATA)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("IMAGESTORE_DEBUG_ADDR", ""), "`address` of a second listener serving Go's profiler (/debug/pprof/); off by default, keep it on loopback (IMAGESTORE_DEBUG_ADDR)")
@@ -310,9 +320,18 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 			"(the original's behaviour); set --token-retrieval password or off to close it")
 	}
 
-	ln, err := net.Listen("tcp", cfg.addr)
+	var ln net.Listener
+	ln, err = net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
+	}
+	idleTimeout := 2 * time.Minute
+	var lane *fastlane.Lane
+	if cfg.fastLane {
+		// The lane answers the simplest downloads itself and hands each
+		// connection to srv at its first other request.
+		lane = fastlane.New(ln, api.FastLane(), fastlane.Options{IdleTimeout: idleTimeout, WriteTimeout: cfg.bodyTimeout})
+		ln = lane
 	}
 	// No ReadTimeout or WriteTimeout: they would bound a whole upload or
 	// download, and cut a large one on a slow link. The handler's progress
@@ -320,7 +339,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
@@ -383,8 +402,18 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	log.Info("shutting down: finishing requests in flight", "timeout", cfg.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
+	laneDone := make(chan error, 1)
+	go func() {
+		if lane != nil {
+			laneDone <- lane.Shutdown(sctx)
+		}
+		close(laneDone)
+	}()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-laneDone; err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")

@@ -1,0 +1,324 @@
+// Package fastlane answers the simplest requests of HTTP/1.1 connections
+// itself, and hands each connection to net/http at the first request it
+// does not answer.
+//
+// net/http spends most of the time of a small download on machinery that a
+// request for cached bytes does not need: a goroutine started for each
+// request to watch the connection, the headers and the body sent by two
+// writes, a map of headers built and sorted. A Lane sits between a
+// listener and an http.Server. It looks at each request of a connection
+// without taking it off the socket (MSG_PEEK); if the whole head is there,
+// is a plain GET or HEAD of HTTP/1.1 with no body, and its Answerer answers
+// it, the lane takes the head off the socket and sends the answer, headers
+// and body, in one writev. Anything else, from a head split over two
+// packets to a header the Answerer does not know, leaves the connection
+// exactly as the client sent it, and the lane passes it to the
+// http.Server, which serves it from then on: net/http stays the authority
+// on every request the lane is not sure of.
+//
+// On systems other than Linux a Lane hands over every connection at once.
+package fastlane
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request is a request a lane read whole: a GET or HEAD of HTTP/1.1 with no
+// body. Its slices point into the lane's buffer: they are valid until
+// Answered returns, and must not be kept.
+type Request struct {
+	Method     string // "GET" or "HEAD"
+	Target     []byte // the request target as sent: a path, maybe with a query
+	Fields     []Field
+	RemoteAddr string
+	Start      time.Time // when the lane read the request
+}
+
+// Field is a header field of a request, its name as sent and its value
+// without surrounding whitespace.
+type Field struct {
+	Name, Value []byte
+}
+
+// Response is the answer of 200 OK that an Answerer fills in.
+type Response struct {
+	// Header holds the header lines, each "Name: value\r\n". The lane adds
+	// Date and Content-Length.
+	Header []byte
+	// Body is sent after the headers, except in answer to HEAD. The lane
+	// does not change it.
+	Body []byte
+}
+
+// Answerer answers the requests it can answer whole.
+type Answerer interface {
+	// Answer fills in resp (whose Header it may append to, from length 0)
+	// and returns true if it answers req; false leaves req, and its
+	// connection, to net/http.
+	Answer(req *Request, resp *Response) bool
+	// Answered reports that the answer to req was sent: written bytes of
+	// its body, err if sending it failed (the lane then closes the
+	// connection).
+	Answered(req *Request, resp *Response, written int64, err error)
+}
+
+// Options configure a Lane.
+type Options struct {
+	// IdleTimeout bounds the wait for a connection's next request; 0
+	// means no limit.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds the sending of one answer; 0 means no limit.
+	WriteTimeout time.Duration
+}
+
+// headSize bounds the head of a request the lane answers: a longer one is
+// handed to net/http.
+const headSize = 4096
+
+// maxFields bounds the header fields of a request the lane answers.
+const maxFields = 32
+
+// Lane is a net.Listener for an http.Server: its Accept returns the
+// connections the lane has handed over.
+type Lane struct {
+	inner   net.Listener
+	answer  Answerer
+	opts    Options
+	handoff chan net.Conn
+
+	stopped   chan struct{} // closed when the inner listener's Accept fails
+	acceptErr error         // why, set before stopped is closed
+
+	shutting atomic.Bool
+	mu       sync.Mutex
+	conns    map[*net.TCPConn]struct{} // connections the lane is serving
+	idle     chan struct{}             // closed, then replaced, when conns becomes empty
+}
+
+// New returns a Lane that accepts connections from ln, answers what a can
+// answer, and hands the rest to whoever calls Accept.
+func New(ln net.Listener, a Answerer, opts Options) *Lane {
+	l := &Lane{
+		inner:   ln,
+		answer:  a,
+		opts:    opts,
+		handoff: make(chan net.Conn),
+		stopped: make(chan struct{}),
+		conns:   map[*net.TCPConn]struct{}{},
+	}
+	go l.acceptLoop()
+	return l
+}
+
+// Accept returns the next connection handed over.
+func (l *Lane) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.handoff:
+		return c, nil
+	case <-l.stopped:
+		return nil, l.acceptErr
+	}
+}
+
+// Close closes the listener: no connection is accepted any more. The
+// connections the lane serves go on; see Shutdown.
+func (l *Lane) Close() error { return l.inner.Close() }
+
+// Addr returns the listener's address.
+func (l *Lane) Addr() net.Addr { return l.inner.Addr() }
+
+// Shutdown stops the lane as http.Server.Shutdown stops a server: it closes
+// the listener and the connections waiting for a request, lets the answers
+// being sent finish, and returns when every connection the lane serves is
+// closed, or when ctx ends (it then closes them all and returns ctx's
+// error).
+func (l *Lane) Shutdown(ctx context.Context) error {
+	l.shutting.Store(true)
+	l.Close()
+	past := time.Unix(1, 0)
+	for {
+		l.mu.Lock()
+		n := len(l.conns)
+		for c := range l.conns {
+			// Wakes a connection waiting for a request; one sending an
+			// answer sees shutting when it is done.
+			c.SetReadDeadline(past)
+		}
+		if n == 0 {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.idle == nil {
+			l.idle = make(chan struct{})
+		}
+		idle := l.idle
+		l.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			l.mu.Lock()
+			for c := range l.conns {
+				c.Close()
+			}
+			l.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *Lane) acceptLoop() {
+	var delay time.Duration
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			// Like http.Server: wait and try again after a temporary
+			// error (out of file descriptors).
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() && !l.shutting.Load() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			l.acceptErr = err
+			close(l.stopped)
+			return
+		}
+		delay = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok || !supported {
+			go l.handOver(c)
+			continue
+		}
+		go l.serve(tc)
+	}
+}
+
+// handOver gives c to Accept's caller, or closes it if the listener was
+// closed.
+func (l *Lane) handOver(c net.Conn) {
+	select {
+	case l.handoff <- c:
+	case <-l.stopped:
+		c.Close()
+	}
+}
+
+func (l *Lane) track(c *net.TCPConn, on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if on {
+		l.conns[c] = struct{}{}
+		return
+	}
+	delete(l.conns, c)
+	if len(l.conns) == 0 && l.idle != nil {
+		close(l.idle)
+		l.idle = nil
+	}
+}
+
+// serve answers c's requests until one is not the lane's, then hands c
+// over; or until c fails or ends, and closes it.
+func (l *Lane) serve(c *net.TCPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		l.handOver(c)
+		return
+	}
+	l.track(c, true)
+	handed := false
+	defer func() {
+		l.track(c, false)
+		if !handed {
+			c.Close()
+		}
+	}()
+	var (
+		buf        = make([]byte, headSize)
+		req        = Request{RemoteAddr: c.RemoteAddr().String(), Fields: make([]Field, 0, 8)}
+		resp       Response
+		head       = make([]byte, 0, 512)
+		deadlines  bool // a deadline was set: net/http must not inherit it
+		date       []byte
+		dateSecond int64
+	)
+	for {
+		if l.opts.IdleTimeout > 0 {
+			c.SetReadDeadline(time.Now().Add(l.opts.IdleTimeout))
+			deadlines = true
+		}
+		if l.shutting.Load() { // after the deadline: see Shutdown
+			return
+		}
+		n, err := peek(rc, buf)
+		if err != nil || n == 0 || l.shutting.Load() {
+			return
+		}
+		size, ok := parse(buf[:n], &req)
+		if ok {
+			req.Start = time.Now()
+			resp.Header, resp.Body = resp.Header[:0], nil
+			ok = l.answer.Answer(&req, &resp)
+		}
+		if !ok {
+			if deadlines {
+				c.SetDeadline(time.Time{})
+			}
+			handed = true
+			l.track(c, false)
+			l.handOver(c)
+			return
+		}
+		// Take the head off the socket: it is there, so this read
+		// returns at once, with the bytes the buffer holds already.
+		if err := discard(c, buf[:size]); err != nil {
+			l.answer.Answered(&req, &resp, 0, err)
+			return
+		}
+		if s := req.Start.Unix(); s != dateSecond || date == nil {
+			date = req.Start.UTC().AppendFormat(date[:0], "Mon, 02 Jan 2006 15:04:05 GMT")
+			dateSecond = s
+		}
+		head = append(head[:0], "HTTP/1.1 200 OK\r\n"...)
+		head = append(head, resp.Header...)
+		head = append(head, "Content-Length: "...)
+		head = strconv.AppendInt(head, int64(len(resp.Body)), 10)
+		head = append(head, "\r\nDate: "...)
+		head = append(head, date...)
+		head = append(head, "\r\n\r\n"...)
+		if l.opts.WriteTimeout > 0 {
+			c.SetWriteDeadline(time.Now().Add(l.opts.WriteTimeout))
+			deadlines = true
+		}
+		var written int64
+		if req.Method == "HEAD" {
+			_, err = c.Write(head)
+		} else {
+			bufs := net.Buffers{head, resp.Body}
+			written, err = bufs.WriteTo(c)
+			written = max(0, written-int64(len(head)))
+		}
+		l.answer.Answered(&req, &resp, written, err)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// discard reads the len(b) bytes that peek put in b off the socket.
+func discard(c net.Conn, b []byte) error {
+	for len(b) > 0 {
+		n, err := c.Read(b)
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
