@@ -80,9 +80,10 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 	if !ok {
 		return false
 	}
-	// The headers serveImageAs sets (setImageHeaders), and that
-	// http.ServeContent adds for the decompressed bytes; in net/http's
-	// order (sorted) and spelling (canonical keys).
+	// The headers serveImageAs sets (setImageHeaders), that
+	// http.ServeContent adds for the decompressed bytes, and that cors
+	// adds to every answer; in net/http's order (sorted) and spelling
+	// (canonical keys). TestFastLaneParity compares them.
 	h := resp.Header
 	if !gz {
 		h = append(h, "Accept-Ranges: bytes\r\n"...)
@@ -101,7 +102,11 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 	}
 	h = append(h, "\"\r\nLast-Modified: "...)
 	h = img.Updated.UTC().AppendFormat(h, http.TimeFormat)
-	h = append(h, "\r\nVary: Accept-Encoding\r\nX-Content-Type-Options: nosniff\r\n"...)
+	h = append(h, "\r\n"...)
+	if len(s.opts.CORSOrigins) > 0 {
+		h = append(h, "Vary: Origin\r\n"...) // cors adds it to every answer
+	}
+	h = append(h, "Vary: Accept-Encoding\r\nX-Content-Type-Options: nosniff\r\n"...)
 	resp.Header, resp.Body = h, data
 	return true
 }

@@ -77,6 +77,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		return n
 	}
+	envBool := func(flagName, name string, def bool) bool {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			envErrs[flagName] = fmt.Errorf("%s: %q is neither true nor false", name, v)
+		}
+		return b
+	}
 	fs.StringVar(&c.addr, "addr", env("IMAGESTORE_ADDR", "127.0.0.1:8000"), "`address` to listen on (IMAGESTORE_ADDR)")
 	fs.StringVar(&c.data, "data", env("IMAGESTORE_DATA", "./data"), "`folder` holding the stored images (IMAGESTORE_DATA)")
 	fs.StringVar(&c.store, "store", env("IMAGESTORE_STORE", ""), "where images are kept, if not in --data: s3://bucket/prefix?endpoint=URL&region=R&path-style=true for an S3-compatible bucket several servers may share, credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (IMAGESTORE_STORE)")
@@ -119,28 +130,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for recently read images, decompressed and as stored, served again without decompressing or reading them; 0 turns it off (IMAGESTORE_CACHE_SIZE)")
 	fs.IntVar(&c.variantMaxSize, "variant-max-size", int(envInt("variant-max-size", "IMAGESTORE_VARIANT_MAX_SIZE", domain.DefaultMaxVariantSize)), "largest width or height, in `pixels`, of an image variant (GET /api/v1/images/{id}?w=&h=) (IMAGESTORE_VARIANT_MAX_SIZE)")
-	if v := getenv("IMAGESTORE_STRIP_METADATA"); v != "" {
-		var err error
-		if c.stripMetadata, err = strconv.ParseBool(v); err != nil {
-			envErrs["strip-metadata"] = fmt.Errorf("IMAGESTORE_STRIP_METADATA: %q is neither true nor false", v)
-		}
-	}
-	if v := getenv("IMAGESTORE_GZIP_ALL"); v != "" {
-		var err error
-		if c.gzipAll, err = strconv.ParseBool(v); err != nil {
-			envErrs["gzip-all"] = fmt.Errorf("IMAGESTORE_GZIP_ALL: %q is neither true nor false", v)
-		}
-	}
-	c.fastLane = true
-	if v := getenv("IMAGESTORE_FAST_LANE"); v != "" {
-		var err error
-		if c.fastLane, err = strconv.ParseBool(v); err != nil {
-			envErrs["fast-lane"] = fmt.Errorf("IMAGESTORE_FAST_LANE: %q is neither true nor false", v)
-		}
-	}
-	fs.BoolVar(&c.fastLane, "fast-lane", c.fastLane, "answer the seed's downloads of cached images on the connection directly, in one write, and leave every other request to Go's HTTP server; false serves them all through it (IMAGESTORE_FAST_LANE)")
-	fs.BoolVar(&c.gzipAll, "gzip-all", c.gzipAll, "deflate JPEG, PNG and WebP images too, whose data is compressed already; by default they go into gzip's stored blocks, which saves most of an upload's CPU and costs under 1% of space (IMAGESTORE_GZIP_ALL)")
-	fs.BoolVar(&c.stripMetadata, "strip-metadata", c.stripMetadata, "remove Exif (GPS position included), XMP, IPTC and comments from JPEG uploads and replacements, keeping the pixels and the colour profile (IMAGESTORE_STRIP_METADATA)")
+	fs.BoolVar(&c.fastLane, "fast-lane", envBool("fast-lane", "IMAGESTORE_FAST_LANE", true), "answer the seed's downloads of cached images on the connection directly, in one write, and leave every other request to Go's HTTP server; false serves them all through it (IMAGESTORE_FAST_LANE)")
+	fs.BoolVar(&c.gzipAll, "gzip-all", envBool("gzip-all", "IMAGESTORE_GZIP_ALL", false), "deflate JPEG, PNG and WebP images too, whose data is compressed already; by default they go into gzip's stored blocks, which saves most of an upload's CPU and costs under 1% of space (IMAGESTORE_GZIP_ALL)")
+	fs.BoolVar(&c.stripMetadata, "strip-metadata", envBool("strip-metadata", "IMAGESTORE_STRIP_METADATA", false), "remove Exif (GPS position included), XMP, IPTC and comments from JPEG uploads and replacements, keeping the pixels and the colour profile (IMAGESTORE_STRIP_METADATA)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("IMAGESTORE_DEBUG_ADDR", ""), "`address` of a second listener serving Go's profiler (/debug/pprof/); off by default, keep it on loopback (IMAGESTORE_DEBUG_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"image"
+	"image/png"
 	"io"
 	"log/slog"
+	"mime/multipart"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -468,5 +476,88 @@ func TestRunStartsAndStops(t *testing.T) {
 	cancel()
 	if err := waitRun(t, done, stderr2); err != nil {
 		t.Errorf("second run after cancel: got %v, want nil", err)
+	}
+}
+
+// TestRunStopsFastLaneConnections checks that stopping the server closes a
+// keep-alive connection that the fast lane holds between two downloads,
+// at once rather than at the end of the idle timeout, and that the lane
+// answered on it.
+func TestRunStopsFastLaneConnections(t *testing.T) {
+	stderr := &syncBuffer{}
+	addr, done, cancel := startRun(t, t.TempDir(), stderr)
+	defer cancel()
+	var token, id string
+	for i, step := range []struct{ method, path, ctype string }{
+		{"GET", "/imageapi/generate-token/laner/", ""},
+		{"POST", "/imageapi/token/%s/upload-image/", "multipart"},
+	} {
+		var body io.Reader
+		var ctype string
+		if step.ctype != "" {
+			var buf bytes.Buffer
+			mw := multipart.NewWriter(&buf)
+			fw, _ := mw.CreateFormFile("file", "dot.png")
+			img := image.NewGray(image.Rect(0, 0, 8, 8))
+			png.Encode(fw, img)
+			mw.Close()
+			body, ctype = &buf, mw.FormDataContentType()
+		}
+		path := step.path
+		if i == 1 {
+			path = fmt.Sprintf(path, token)
+		}
+		req, _ := http.NewRequest(step.method, "http://"+addr+path, body)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]string
+		json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		token, id = cmp.Or(v["token"], token), cmp.Or(v["File ID"], id)
+	}
+	if token == "" || id == "" {
+		t.Fatalf("token %q, image %q", token, id)
+	}
+
+	get := fmt.Sprintf("http://%s/imageapi/token/%s/get-image/%s/", addr, token, id)
+	for range 2 { // the second read fills the cache
+		resp, err := http.Get(get)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// On a connection of its own, the third is the lane's, which keeps
+	// the connection (net/http would close it at the stop).
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "GET /imageapi/token/%s/get-image/%s/ HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n", token, id)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("download: %d", resp.StatusCode)
+	}
+
+	cancel()
+	if err := waitRun(t, done, stderr); err != nil {
+		t.Errorf("run after cancel: got %v, want nil", err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the idle connection after the stop: read %d bytes, %v; want it closed (EOF)", n, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -152,24 +153,37 @@ func TestVariantAndStripFlagsReachTheServer(t *testing.T) {
 	}
 }
 
-// TestGzipAllFlag: --gzip-all and IMAGESTORE_GZIP_ALL, off by default; a
-// flag overrides a bad variable.
-func TestGzipAllFlag(t *testing.T) {
-	c, err := parseConfig(nil, noEnv, io.Discard)
-	if err != nil || c.gzipAll {
-		t.Fatalf("default: %v, %v; want off", c.gzipAll, err)
-	}
-	if c, err = parseConfig(nil, envOf(map[string]string{"IMAGESTORE_GZIP_ALL": "true"}), io.Discard); err != nil || !c.gzipAll {
-		t.Errorf("IMAGESTORE_GZIP_ALL=true: %v, %v", c.gzipAll, err)
-	}
-	if c, err = parseConfig([]string{"--gzip-all"}, noEnv, io.Discard); err != nil || !c.gzipAll {
-		t.Errorf("--gzip-all: %v, %v", c.gzipAll, err)
-	}
-	bad := envOf(map[string]string{"IMAGESTORE_GZIP_ALL": "sometimes"})
-	if _, err := parseConfig(nil, bad, io.Discard); err == nil || !strings.Contains(err.Error(), "IMAGESTORE_GZIP_ALL") {
-		t.Errorf("IMAGESTORE_GZIP_ALL=sometimes: %v, want an error naming it", err)
-	}
-	if c, err = parseConfig([]string{"--gzip-all=false"}, bad, io.Discard); err != nil || c.gzipAll {
-		t.Errorf("--gzip-all=false over a bad variable: %v, %v", c.gzipAll, err)
+// TestBoolFlags: each switch, its variable and its default; a flag
+// overrides a bad variable.
+func TestBoolFlags(t *testing.T) {
+	for _, tt := range []struct {
+		flag, env string
+		def       bool
+		get       func(config) bool
+	}{
+		{"gzip-all", "IMAGESTORE_GZIP_ALL", false, func(c config) bool { return c.gzipAll }},
+		{"strip-metadata", "IMAGESTORE_STRIP_METADATA", false, func(c config) bool { return c.stripMetadata }},
+		{"fast-lane", "IMAGESTORE_FAST_LANE", true, func(c config) bool { return c.fastLane }},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			c, err := parseConfig(nil, noEnv, io.Discard)
+			if err != nil || tt.get(c) != tt.def {
+				t.Fatalf("default: %v, %v; want %v", tt.get(c), err, tt.def)
+			}
+			other := strconv.FormatBool(!tt.def)
+			if c, err = parseConfig(nil, envOf(map[string]string{tt.env: other}), io.Discard); err != nil || tt.get(c) == tt.def {
+				t.Errorf("%s=%s: %v, %v", tt.env, other, tt.get(c), err)
+			}
+			if c, err = parseConfig([]string{"--" + tt.flag + "=" + other}, noEnv, io.Discard); err != nil || tt.get(c) == tt.def {
+				t.Errorf("--%s=%s: %v, %v", tt.flag, other, tt.get(c), err)
+			}
+			bad := envOf(map[string]string{tt.env: "sometimes"})
+			if _, err := parseConfig(nil, bad, io.Discard); err == nil || !strings.Contains(err.Error(), tt.env) {
+				t.Errorf("%s=sometimes: %v, want an error naming it", tt.env, err)
+			}
+			if c, err = parseConfig([]string{"--" + tt.flag + "=" + other}, bad, io.Discard); err != nil || tt.get(c) == tt.def {
+				t.Errorf("--%s=%s over a bad variable: %v, %v", tt.flag, other, tt.get(c), err)
+			}
+		})
 	}
 }
