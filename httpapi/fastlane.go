@@ -10,13 +10,16 @@ import (
 	"github.com/imagestore/imagestore/internal/fastlane"
 )
 
-// seedGetRoute is the route of the seed's download, as the access log and
-// the metrics name it.
-const seedGetRoute = "/imageapi/token/{token}/get-image/{id}/"
+// The routes of the downloads the lane answers, as the access log and the
+// metrics name them.
+const (
+	seedGetRoute = "/imageapi/token/{token}/get-image/{id}/"
+	v1GetRoute   = "/api/v1/images/{id}"
+)
 
 // FastLane returns the Answerer of a fastlane.Lane for this server. It
-// answers the seed's download of an image whose bytes the domain's memory
-// cache holds (the hot images of a server), with exactly the response
+// answers the downloads of an image (the seed's get-image and GET
+// /api/v1/images/{id}) whose bytes the domain's memory cache holds (the hot images of a server), with exactly the response
 // serveImageAs would send, and leaves every other request to the handler
 // (ServeHTTP): a HEAD, a failed authentication, an image not cached, any
 // header that could change the answer (Range, If-None-Match, Origin, ...)
@@ -44,29 +47,47 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 	if req.Method != http.MethodGet {
 		return false
 	}
-	// /imageapi/token/{token}/get-image/{id}/, the final slash optional,
-	// with no query and no escapes (the router unescapes).
-	rest, ok := bytes.CutPrefix(req.Target, []byte("/imageapi/token/"))
-	if !ok || bytes.IndexByte(rest, '%') >= 0 || bytes.IndexByte(rest, '?') >= 0 {
+	// The two downloads: /imageapi/token/{token}/get-image/{id}/ and
+	// /api/v1/images/{id} with the token in Authorization, the final slash
+	// optional, with no query (a variant's parameters) and no escapes
+	// (the router unescapes).
+	if bytes.IndexByte(req.Target, '%') >= 0 || bytes.IndexByte(req.Target, '?') >= 0 {
 		return false
 	}
-	token, rest, _ := bytes.Cut(rest, []byte("/"))
-	rest, ok = bytes.CutPrefix(rest, []byte("get-image/"))
-	if !ok {
+	var token, id []byte
+	disposition := contentDisposition
+	if rest, ok := bytes.CutPrefix(req.Target, []byte("/imageapi/token/")); ok {
+		token, rest, _ = bytes.Cut(rest, []byte("/"))
+		if id, ok = bytes.CutPrefix(rest, []byte("get-image/")); !ok || len(token) == 0 {
+			return false
+		}
+	} else if id, ok = bytes.CutPrefix(req.Target, []byte("/api/v1/images/")); ok {
+		disposition = inlineDisposition
+	} else {
 		return false
 	}
-	id := bytes.TrimSuffix(rest, []byte("/"))
-	if len(token) == 0 || len(id) == 0 || bytes.IndexByte(id, '/') >= 0 {
+	id = bytes.TrimSuffix(id, []byte("/"))
+	if len(id) == 0 || bytes.IndexByte(id, '/') >= 0 {
 		return false
 	}
-	gz := false
+	gz, authorized := false, false
 	for _, f := range req.Fields {
 		switch {
 		case fastlane.EqualFold(f.Name, "accept-encoding"):
 			gz = acceptsGzipIn(string(f.Value))
+		case fastlane.EqualFold(f.Name, "authorization") && token == nil && !authorized:
+			// As bearer reads it.
+			scheme, t, ok := bytes.Cut(f.Value, []byte(" "))
+			if !ok || !fastlane.EqualFold(scheme, "bearer") {
+				return false
+			}
+			token, authorized = bytes.TrimSpace(t), true
 		case !harmlessField(f.Name):
 			return false
 		}
+	}
+	if len(token) == 0 {
+		return false
 	}
 	if bad, _ := s.failureLimits.exhausted(clientAt(req.RemoteAddr)); bad {
 		return false
@@ -89,7 +110,7 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 		h = append(h, "Accept-Ranges: bytes\r\n"...)
 	}
 	h = append(h, "Cache-Control: private\r\nContent-Disposition: "...)
-	h = append(h, contentDisposition(img.Name)...)
+	h = append(h, disposition(img.Name)...)
 	if gz {
 		h = append(h, "\r\nContent-Encoding: gzip"...)
 	}
@@ -115,15 +136,19 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 // as abortDownload does.
 func (a fastAnswerer) Answered(req *fastlane.Request, resp *fastlane.Response, written int64, err error) {
 	s := a.s
+	route := seedGetRoute
+	if bytes.HasPrefix(req.Target, []byte("/api/")) {
+		route = v1GetRoute
+	}
 	if err != nil {
-		s.log.Error("image download failed", "route", seedGetRoute, "sent", written, "size", len(resp.Body), "err", err)
+		s.log.Error("image download failed", "route", route, "sent", written, "size", len(resp.Body), "err", err)
 		s.opts.Metrics.DownloadFailed()
 	}
 	d := time.Since(req.Start)
-	s.opts.Metrics.Request(seedGetRoute, req.Method, http.StatusOK, 0, written, d)
+	s.opts.Metrics.Request(route, req.Method, http.StatusOK, 0, written, d)
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
 		slog.String("method", req.Method),
-		slog.String("route", seedGetRoute),
+		slog.String("route", route),
 		slog.Int("status", http.StatusOK),
 		slog.Int64("bytes", written),
 		slog.Duration("duration", d),

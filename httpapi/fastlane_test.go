@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -139,6 +141,7 @@ func testFastLaneParity(t *testing.T, opts httpapi.Options) {
 		t.Fatalf("upload: %d %s", resp.StatusCode, body)
 	}
 	get := "/imageapi/token/" + token + "/get-image/" + id + "/"
+	v1 := "/api/v1/images/" + id
 	for range 2 {
 		roundTrip(t, f.plain, "GET "+get+" HTTP/1.1\r\nHost: x\r\n\r\n")
 		roundTrip(t, f.plain, "GET "+get+" HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
@@ -166,16 +169,26 @@ func testFastLaneParity(t *testing.T, opts httpapi.Options) {
 		{"list", "GET /imageapi/token/" + token + "/get-image-list/ HTTP/1.1\r\nHost: x\r\n\r\n", false},
 		{"http/1.0", "GET " + get + " HTTP/1.0\r\nHost: x\r\n\r\n", false},
 		{"connection close", "GET " + get + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false},
+		{"seed with authorization", "GET " + get + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\n\r\n", false},
+		{"v1 gzip", "GET " + v1 + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\nAccept-Encoding: gzip\r\n\r\n", true},
+		{"v1 plain", "GET " + v1 + "/ HTTP/1.1\r\nHost: x\r\nAuthorization: bearer   " + token + "\r\n\r\n", true},
+		{"v1 no token", "GET " + v1 + " HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"v1 basic", "GET " + v1 + " HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + token + "\r\n\r\n", false},
+		{"v1 two tokens", "GET " + v1 + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\nAuthorization: Bearer x\r\n\r\n", false},
+		{"v1 wrong token", "GET " + v1 + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + strings.Repeat("a", len(token)) + "\r\n\r\n", false},
+		{"v1 variant", "GET " + v1 + "?w=4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\n\r\n", false},
+		{"v1 meta", "GET " + v1 + "/meta HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\n\r\n", false},
 	}
-	oks := 4 // downloads answered 200, logged and counted
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			logged := len(f.requestsLogged(t, 0))
 			want, wantBody := roundTrip(t, f.plain, tt.req)
-			if want.StatusCode == http.StatusOK && strings.HasPrefix(tt.req, "GET") && !strings.Contains(tt.req, "get-image-list") {
-				oks += 2
-			}
+			wantLog := f.requestsLogged(t, logged+1)[logged]
 			before := f.answerer.answered.Load()
 			got, gotBody := roundTrip(t, f.lane, tt.req)
+			if gotLog := f.requestsLogged(t, logged+2)[logged+1]; !maps.Equal(gotLog, wantLog) {
+				t.Errorf("logged %v, want %v as net/http's", gotLog, wantLog)
+			}
 			if answered := f.answerer.answered.Load() - before; answered != map[bool]int64{true: 1, false: 0}[tt.lane] {
 				t.Errorf("the lane answered %d requests, want %v", answered, tt.lane)
 			}
@@ -199,23 +212,53 @@ func testFastLaneParity(t *testing.T, opts httpapi.Options) {
 			}
 		})
 	}
-	if got, want := f.answerer.answered.Load(), int64(5); got != want {
+	if got, want := f.answerer.answered.Load(), int64(7); got != want {
 		t.Errorf("the lane answered %d requests, want %d", got, want)
 	}
 
-	// Each of the lane's answers was logged and counted as net/http's
-	// are: by the route's pattern, never the path (it holds the token).
-	logged := strings.Count(f.log.String(), `"method":"GET","route":"/imageapi/token/{token}/get-image/{id}/","status":200`)
-	if want := oks; logged != want {
-		t.Errorf("%d downloads logged with status 200, want %d:\n%s", logged, want, f.log.String())
-	}
+	// Counted as net/http's are, by the route's pattern.
+	seedOKs := strings.Count(f.log.String(), `"method":"GET","route":"/imageapi/token/{token}/get-image/{id}/","status":200`)
 	if strings.Contains(f.log.String(), token) {
 		t.Errorf("the log holds the token:\n%s", f.log.String())
 	}
 	mresp, mbody := roundTrip(t, f.plain, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-	wantLine := fmt.Sprintf(`imagestore_http_requests_total{method="GET",route="/imageapi/token/{token}/get-image/{id}/",status="200"} %d`, oks)
+	wantLine := fmt.Sprintf(`imagestore_http_requests_total{method="GET",route="/imageapi/token/{token}/get-image/{id}/",status="200"} %d`, seedOKs)
 	if mresp.StatusCode != http.StatusOK || !strings.Contains(string(mbody), wantLine) {
 		t.Errorf("metrics lack %s:\n%s", wantLine, grepLines(string(mbody), "get-image"))
+	}
+}
+
+// requestsLogged waits until the log holds at least n request records
+// (logged once the answer is sent, so maybe after the client has it), and
+// returns them all, each without its time, duration and client port.
+func (f *laneFixture) requestsLogged(t *testing.T, n int) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var recs []map[string]any
+		for line := range strings.Lines(f.log.String()) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			if rec["msg"] != "request" {
+				continue
+			}
+			for _, k := range []string{"time", "duration", "remote"} {
+				if _, ok := rec[k]; !ok {
+					t.Fatalf("log line %q has no %s", line, k)
+				}
+				delete(rec, k)
+			}
+			recs = append(recs, rec)
+		}
+		if len(recs) >= n {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d request records logged after 5 s, want %d:\n%s", len(recs), n, f.log.String())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
