@@ -317,12 +317,12 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	if err != nil {
 		return err
 	}
-	idleTimeout := 2 * time.Minute
+	const headerTimeout, idleTimeout = 10 * time.Second, 2 * time.Minute
 	var lane *fastlane.Lane
 	if cfg.fastLane {
 		// The lane answers the simplest downloads itself and hands each
 		// connection to srv at its first other request.
-		lane = fastlane.New(ln, api.FastLane(), fastlane.Options{IdleTimeout: idleTimeout, WriteTimeout: cfg.bodyTimeout})
+		lane = fastlane.New(ln, api.FastLane(), fastlane.Options{HeaderTimeout: headerTimeout, IdleTimeout: idleTimeout, WriteTimeout: cfg.bodyTimeout})
 		ln = lane
 	}
 	// No ReadTimeout or WriteTimeout: they would bound a whole upload or
@@ -330,7 +330,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	// deadlines (--body-timeout) stop the clients that send or take nothing.
 	srv := &http.Server{
 		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

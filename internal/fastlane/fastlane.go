@@ -20,6 +20,7 @@
 package fastlane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -70,6 +71,9 @@ type Answerer interface {
 
 // Options configure a Lane.
 type Options struct {
+	// HeaderTimeout bounds the wait for a new connection's first request,
+	// as http.Server.ReadHeaderTimeout does; 0 means IdleTimeout.
+	HeaderTimeout time.Duration
 	// IdleTimeout bounds the wait for a connection's next request; 0
 	// means no limit.
 	IdleTimeout time.Duration
@@ -248,11 +252,13 @@ func (l *Lane) serve(c *net.TCPConn) {
 		date       []byte
 		dateSecond int64
 	)
+	wait := cmp.Or(l.opts.HeaderTimeout, l.opts.IdleTimeout)
 	for {
-		if l.opts.IdleTimeout > 0 {
-			c.SetReadDeadline(time.Now().Add(l.opts.IdleTimeout))
+		if wait > 0 {
+			c.SetReadDeadline(time.Now().Add(wait))
 			deadlines = true
 		}
+		wait = l.opts.IdleTimeout
 		if l.shutting.Load() { // after the deadline: see Shutdown
 			return
 		}
