@@ -281,9 +281,8 @@ func (l *Lane) serve(c *net.TCPConn) {
 			l.handOver(c)
 			return
 		}
-		// Take the head off the socket: it is there, so this read
-		// returns at once, with the bytes the buffer holds already.
-		if err := discard(c, buf[:size]); err != nil {
+		// Take the head off the socket.
+		if err := consume(rc, buf[:size]); err != nil {
 			l.answer.Answered(&req, &resp, 0, err)
 			return
 		}
@@ -315,16 +314,4 @@ func (l *Lane) serve(c *net.TCPConn) {
 			return
 		}
 	}
-}
-
-// discard reads the len(b) bytes that peek put in b off the socket.
-func discard(c net.Conn, b []byte) error {
-	for len(b) > 0 {
-		n, err := c.Read(b)
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
 }

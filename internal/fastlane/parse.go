@@ -27,8 +27,12 @@ func parse(b []byte, req *Request) (int, bool) {
 	if !ok || len(target) == 0 || target[0] != '/' || string(version) != "HTTP/1.1" {
 		return 0, false
 	}
-	for _, c := range target {
+	for i, c := range target {
 		if c <= ' ' || c >= 0x7f {
+			return 0, false
+		}
+		// An escape must be whole, as net/url requires.
+		if c == '%' && (i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2])) {
 			return 0, false
 		}
 	}
@@ -77,6 +81,10 @@ func parse(b []byte, req *Request) (int, bool) {
 		return 0, false
 	}
 	return end + 4, true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // isTokenChar reports whether c may be in a token (RFC 9110 5.6.2).

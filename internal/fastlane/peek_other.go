@@ -14,3 +14,7 @@ const supported = false
 func peek(syscall.RawConn, []byte) (int, error) {
 	return 0, errors.ErrUnsupported
 }
+
+func consume(syscall.RawConn, []byte) error {
+	return errors.ErrUnsupported
+}
