@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -19,14 +18,21 @@ const (
 
 // FastLane returns the Answerer of a fastlane.Lane for this server. It
 // answers the downloads of an image (the seed's get-image and GET
-// /api/v1/images/{id}) whose bytes the domain's memory cache holds (the hot images of a server), with exactly the response
-// serveImageAs would send, and leaves every other request to the handler
-// (ServeHTTP): a HEAD, a failed authentication, an image not cached, any
-// header that could change the answer (Range, If-None-Match, Origin, ...)
-// or that it does not know.
+// /api/v1/images/{id}) whose bytes the domain's memory cache holds, with
+// exactly the response serveImageAs would send. It refuses every other
+// request, and the lane then hands the connection to the handler
+// (ServeHTTP) for good: a HEAD, a failed authentication, an image not
+// cached, any header that could change the answer (Range, If-None-Match,
+// Origin, ...) or that it does not know.
 func (s *Server) FastLane() fastlane.Answerer { return fastAnswerer{s} }
 
 type fastAnswerer struct{ s *Server }
+
+// The bits of a fastlane.Response's Tag.
+const (
+	fastGzip = 1 << iota // the stored gzip stream
+	fastV1               // GET /api/v1/images/{id}
+)
 
 // harmlessField reports whether a request header is one that no handler
 // reads and that the lane's answer can ignore, as serveImageAs does. Every
@@ -55,14 +61,14 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 		return false
 	}
 	var token, id []byte
-	disposition := contentDisposition
+	disposition, tag := contentDisposition, 0
 	if rest, ok := bytes.CutPrefix(req.Target, []byte("/imageapi/token/")); ok {
 		token, rest, _ = bytes.Cut(rest, []byte("/"))
 		if id, ok = bytes.CutPrefix(rest, []byte("get-image/")); !ok || len(token) == 0 {
 			return false
 		}
 	} else if id, ok = bytes.CutPrefix(req.Target, []byte("/api/v1/images/")); ok {
-		disposition = inlineDisposition
+		disposition, tag = inlineDisposition, fastV1
 	} else {
 		return false
 	}
@@ -70,18 +76,20 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 	if len(id) == 0 || bytes.IndexByte(id, '/') >= 0 {
 		return false
 	}
-	gz, authorized := false, false
+	// A header sent twice is left to net/http, rather than read as it
+	// would read it (the first one).
+	gz, sawEncoding, sawAuthorization := false, false, false
 	for _, f := range req.Fields {
 		switch {
-		case fastlane.EqualFold(f.Name, "accept-encoding"):
-			gz = acceptsGzipIn(string(f.Value))
-		case fastlane.EqualFold(f.Name, "authorization") && token == nil && !authorized:
+		case fastlane.EqualFold(f.Name, "accept-encoding") && !sawEncoding:
+			gz, sawEncoding = acceptsGzipIn(string(f.Value)), true
+		case fastlane.EqualFold(f.Name, "authorization") && tag&fastV1 != 0 && !sawAuthorization:
 			// As bearer reads it.
 			scheme, t, ok := bytes.Cut(f.Value, []byte(" "))
 			if !ok || !fastlane.EqualFold(scheme, "bearer") {
 				return false
 			}
-			token, authorized = bytes.TrimSpace(t), true
+			token, sawAuthorization = bytes.TrimSpace(t), true
 		case !harmlessField(f.Name):
 			return false
 		}
@@ -128,30 +136,25 @@ func (a fastAnswerer) Answer(req *fastlane.Request, resp *fastlane.Response) boo
 		h = append(h, "Vary: Origin\r\n"...) // cors adds it to every answer
 	}
 	h = append(h, "Vary: Accept-Encoding\r\nX-Content-Type-Options: nosniff\r\n"...)
-	resp.Header, resp.Body = h, data
+	if gz {
+		tag |= fastGzip
+	}
+	resp.Header, resp.Body, resp.Tag = h, data, tag
 	return true
 }
 
-// Answered logs and counts an answer as accessLog does, and a failed one
-// as abortDownload does.
+// Answered logs and counts an answer as accessLog does; and a failed
+// one of the stored gzip stream as abortDownload does (a failed one of the
+// decompressed bytes, which http.ServeContent sends, is not).
 func (a fastAnswerer) Answered(req *fastlane.Request, resp *fastlane.Response, written int64, err error) {
 	s := a.s
 	route := seedGetRoute
-	if bytes.HasPrefix(req.Target, []byte("/api/")) {
+	if resp.Tag&fastV1 != 0 {
 		route = v1GetRoute
 	}
-	if err != nil {
+	if err != nil && resp.Tag&fastGzip != 0 {
 		s.log.Error("image download failed", "route", route, "sent", written, "size", len(resp.Body), "err", err)
 		s.opts.Metrics.DownloadFailed()
 	}
-	d := time.Since(req.Start)
-	s.opts.Metrics.Request(route, req.Method, http.StatusOK, 0, written, d)
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("method", req.Method),
-		slog.String("route", route),
-		slog.Int("status", http.StatusOK),
-		slog.Int64("bytes", written),
-		slog.Duration("duration", d),
-		slog.String("remote", req.RemoteAddr),
-	)
+	s.logRequest(context.Background(), req.Method, route, http.StatusOK, 0, written, time.Since(req.Start), req.RemoteAddr)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -146,6 +147,7 @@ func testFastLaneParity(t *testing.T, opts httpapi.Options) {
 		roundTrip(t, f.plain, "GET "+get+" HTTP/1.1\r\nHost: x\r\n\r\n")
 		roundTrip(t, f.plain, "GET "+get+" HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
 	}
+	f.requestsLogged(t, 6) // logged once answered: maybe after the client has the answer
 
 	tests := []struct {
 		name, req string
@@ -154,6 +156,8 @@ func testFastLaneParity(t *testing.T, opts httpapi.Options) {
 		{"gzip", "GET " + get + " HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, deflate\r\n\r\n", true},
 		{"plain", "GET " + get + " HTTP/1.1\r\nHost: x\r\n\r\n", true},
 		{"no final slash", "GET " + strings.TrimSuffix(get, "/") + " HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n", true},
+		{"two encodings", "GET " + get + " HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nAccept-Encoding: identity\r\n\r\n", false},
+		{"two encodings, gzip second", "GET " + get + " HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\nAccept-Encoding: gzip\r\n\r\n", false},
 		{"gzip refused", "GET " + get + " HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0, br\r\n\r\n", true},
 		{"browser", "GET " + get + " HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0\r\nAccept: image/*\r\nAccept-Language: fr\r\nSec-Fetch-Mode: no-cors\r\nConnection: keep-alive\r\nAccept-Encoding: gzip\r\n\r\n", true},
 		{"range", "GET " + get + " HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n", false},
@@ -214,6 +218,26 @@ func testFastLaneParity(t *testing.T, opts httpapi.Options) {
 	}
 	if got, want := f.answerer.answered.Load(), int64(7); got != want {
 		t.Errorf("the lane answered %d requests, want %d", got, want)
+	}
+
+	// A download cut short is an error for the stored gzip stream, as
+	// abortDownload makes it, and not for the decompressed bytes, as
+	// http.ServeContent leaves it.
+	for _, tt := range []struct {
+		accept string
+		errors int
+	}{{"gzip", 1}, {"identity", 0}} {
+		req := &fastlane.Request{Method: "GET", Target: []byte(get), RemoteAddr: "127.0.0.1:1", Start: time.Now(),
+			Fields: []fastlane.Field{{Name: []byte("Host"), Value: []byte("x")}, {Name: []byte("Accept-Encoding"), Value: []byte(tt.accept)}}}
+		var resp fastlane.Response
+		if !f.answerer.Answer(req, &resp) {
+			t.Fatalf("Accept-Encoding %s: not answered", tt.accept)
+		}
+		before := strings.Count(f.log.String(), "image download failed")
+		f.answerer.Answered(req, &resp, 1000, errors.New("connection reset by peer"))
+		if got := strings.Count(f.log.String(), "image download failed") - before; got != tt.errors {
+			t.Errorf("Accept-Encoding %s, cut short: %d errors logged, want %d", tt.accept, got, tt.errors)
+		}
 	}
 
 	// Counted as net/http's are, by the route's pattern.

@@ -138,6 +138,21 @@ func (m *Metrics) HotCache(f func() (hits, misses, bytes, entries, capacity int6
 	)
 }
 
+// FastLane registers the figures of the fast lane (--fast-lane), read from
+// f at each scrape: the downloads it answered itself, and the connections
+// it handed to Go's HTTP server.
+func (m *Metrics) FastLane(f func() (answered, handedOver int64)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_fast_lane_answers_total", Help: "Downloads of cached images answered by the fast lane, before Go's HTTP server."},
+			func() float64 { a, _ := f(); return float64(a) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imagestore_fast_lane_handovers_total", Help: "Connections the fast lane handed to Go's HTTP server, at their first request it did not answer."},
+			func() float64 { _, h := f(); return float64(h) }),
+	)
+}
+
 // Variants registers the figures of image variants (resized copies made on
 // demand and kept in the store), read from f at each scrape: variants
 // served from the store, variants made, requests for which none could be

@@ -130,7 +130,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	fs.Var(&c.cacheSize, "cache-size", "memory `size` kept for recently read images, decompressed and as stored, served again without decompressing or reading them; 0 turns it off (IMAGESTORE_CACHE_SIZE)")
 	fs.IntVar(&c.variantMaxSize, "variant-max-size", int(envInt("variant-max-size", "IMAGESTORE_VARIANT_MAX_SIZE", domain.DefaultMaxVariantSize)), "largest width or height, in `pixels`, of an image variant (GET /api/v1/images/{id}?w=&h=) (IMAGESTORE_VARIANT_MAX_SIZE)")
-	fs.BoolVar(&c.fastLane, "fast-lane", envBool("fast-lane", "IMAGESTORE_FAST_LANE", true), "answer the seed's downloads of cached images on the connection directly, in one write, and leave every other request to Go's HTTP server; false serves them all through it (IMAGESTORE_FAST_LANE)")
+	fs.BoolVar(&c.fastLane, "fast-lane", envBool("fast-lane", "IMAGESTORE_FAST_LANE", true), "answer downloads of cached images (get-image, GET /api/v1/images/{id}) on the connection directly, in one write, and hand the connection to Go's HTTP server at its first other request; false serves every request through it (IMAGESTORE_FAST_LANE)")
 	fs.BoolVar(&c.gzipAll, "gzip-all", envBool("gzip-all", "IMAGESTORE_GZIP_ALL", false), "deflate JPEG, PNG and WebP images too, whose data is compressed already; by default they go into gzip's stored blocks, which saves most of an upload's CPU and costs under 1% of space (IMAGESTORE_GZIP_ALL)")
 	fs.BoolVar(&c.stripMetadata, "strip-metadata", envBool("strip-metadata", "IMAGESTORE_STRIP_METADATA", false), "remove Exif (GPS position included), XMP, IPTC and comments from JPEG uploads and replacements, keeping the pixels and the colour profile (IMAGESTORE_STRIP_METADATA)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("IMAGESTORE_DEBUG_ADDR", ""), "`address` of a second listener serving Go's profiler (/debug/pprof/); off by default, keep it on loopback (IMAGESTORE_DEBUG_ADDR)")
@@ -318,12 +318,22 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 		return err
 	}
 	const headerTimeout, idleTimeout = 10 * time.Second, 2 * time.Minute
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	var lane *fastlane.Lane
-	if cfg.fastLane {
+	switch {
+	case cfg.fastLane && store.sole:
 		// The lane answers the simplest downloads itself and hands each
-		// connection to srv at its first other request.
-		lane = fastlane.New(ln, api.FastLane(), fastlane.Options{HeaderTimeout: headerTimeout, IdleTimeout: idleTimeout, WriteTimeout: cfg.bodyTimeout})
+		// connection to srv at its first other request. Half the header
+		// timeout: srv's starts afresh on a connection handed over.
+		lane = fastlane.New(ln, api.FastLane(), fastlane.Options{HeaderTimeout: headerTimeout / 2,
+			IdleTimeout: idleTimeout, WriteTimeout: cfg.bodyTimeout, ErrorLog: errorLog})
 		ln = lane
+		m.FastLane(lane.Stats)
+	case cfg.fastLane:
+		// On a shared bucket, knowing that a token and an image are
+		// still valid takes requests to the bucket, which are
+		// net/http's to make, with its deadlines and cancellation.
+		log.Info("the fast lane is off: the store is shared")
 	}
 	// No ReadTimeout or WriteTimeout: they would bound a whole upload or
 	// download, and cut a large one on a slow link. The handler's progress
@@ -333,7 +343,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 		ReadHeaderTimeout: headerTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          errorLog,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext:       httpapi.ConnContext,
 	}

@@ -551,6 +551,15 @@ func TestRunStopsFastLaneConnections(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("download: %d", resp.StatusCode)
 	}
+	mresp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if want := "imagestore_fast_lane_answers_total 1\n"; !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
 
 	cancel()
 	if err := waitRun(t, done, stderr); err != nil {

@@ -23,7 +23,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"log"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,6 +57,8 @@ type Response struct {
 	// Body is sent after the headers, except in answer to HEAD. The lane
 	// does not change it.
 	Body []byte
+	// Tag is the Answerer's own, for Answered.
+	Tag int
 }
 
 // Answerer answers the requests it can answer whole.
@@ -71,15 +75,26 @@ type Answerer interface {
 
 // Options configure a Lane.
 type Options struct {
-	// HeaderTimeout bounds the wait for a new connection's first request,
-	// as http.Server.ReadHeaderTimeout does; 0 means IdleTimeout.
+	// HeaderTimeout bounds the wait for a new connection's first bytes;
+	// 0 means IdleTimeout. If they are not a whole head, the connection
+	// goes to net/http, whose ReadHeaderTimeout then starts afresh: half
+	// of it here keeps a slow client's total within one and a half times.
 	HeaderTimeout time.Duration
 	// IdleTimeout bounds the wait for a connection's next request; 0
 	// means no limit.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds the sending of one answer; 0 means no limit.
+	// WriteTimeout bounds the sending of each MiB of an answer, so that a
+	// slow client gets a large one as long as it keeps taking bytes; 0
+	// means no limit.
 	WriteTimeout time.Duration
+	// ErrorLog receives what goes wrong outside an answer: errors
+	// accepting connections, and a panic of the Answerer (the connection
+	// is then closed, and the server goes on). Nil discards them.
+	ErrorLog *log.Logger
 }
+
+// writePiece is the part of an answer that WriteTimeout bounds.
+const writePiece = 1 << 20
 
 // headSize bounds the head of a request the lane answers: a longer one is
 // handed to net/http.
@@ -99,10 +114,12 @@ type Lane struct {
 	stopped   chan struct{} // closed when the inner listener's Accept fails
 	acceptErr error         // why, set before stopped is closed
 
-	shutting atomic.Bool
-	mu       sync.Mutex
-	conns    map[*net.TCPConn]struct{} // connections the lane is serving
-	idle     chan struct{}             // closed, then replaced, when conns becomes empty
+	shutting         atomic.Bool
+	answered, handed atomic.Int64 // see Stats
+
+	mu    sync.Mutex
+	conns map[*net.TCPConn]struct{} // connections the lane is serving
+	idle  chan struct{}             // closed, then replaced, when conns becomes empty
 }
 
 // New returns a Lane that accepts connections from ln, answers what a can
@@ -128,6 +145,12 @@ func (l *Lane) Accept() (net.Conn, error) {
 	case <-l.stopped:
 		return nil, l.acceptErr
 	}
+}
+
+// Stats returns the requests the lane has answered, and the connections it
+// has handed to net/http.
+func (l *Lane) Stats() (answered, handedOver int64) {
+	return l.answered.Load(), l.handed.Load()
 }
 
 // Close closes the listener: no connection is accepted any more. The
@@ -186,6 +209,7 @@ func (l *Lane) acceptLoop() {
 			var te interface{ Temporary() bool }
 			if errors.As(err, &te) && te.Temporary() && !l.shutting.Load() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				l.logf("fastlane: accept error: %v; retrying in %v", err, delay)
 				time.Sleep(delay)
 				continue
 			}
@@ -203,9 +227,16 @@ func (l *Lane) acceptLoop() {
 	}
 }
 
+func (l *Lane) logf(format string, args ...any) {
+	if l.opts.ErrorLog != nil {
+		l.opts.ErrorLog.Printf(format, args...)
+	}
+}
+
 // handOver gives c to Accept's caller, or closes it if the listener was
 // closed.
 func (l *Lane) handOver(c net.Conn) {
+	l.handed.Add(1)
 	select {
 	case l.handoff <- c:
 	case <-l.stopped:
@@ -238,6 +269,9 @@ func (l *Lane) serve(c *net.TCPConn) {
 	l.track(c, true)
 	handed := false
 	defer func() {
+		if v := recover(); v != nil {
+			l.logf("fastlane: panic serving %v: %v\n%s", c.RemoteAddr(), v, debug.Stack())
+		}
 		l.track(c, false)
 		if !handed {
 			c.Close()
@@ -269,7 +303,7 @@ func (l *Lane) serve(c *net.TCPConn) {
 		size, ok := parse(buf[:n], &req)
 		if ok {
 			req.Start = time.Now()
-			resp.Header, resp.Body = resp.Header[:0], nil
+			resp.Header, resp.Body, resp.Tag = resp.Header[:0], nil, 0
 			ok = l.answer.Answer(&req, &resp)
 		}
 		if !ok {
@@ -296,22 +330,48 @@ func (l *Lane) serve(c *net.TCPConn) {
 		head = strconv.AppendInt(head, int64(len(resp.Body)), 10)
 		head = append(head, "\r\nDate: "...)
 		head = append(head, date...)
+		closing := l.shutting.Load()
+		if closing {
+			head = append(head, "\r\nConnection: close"...) // as net/http says it
+		}
 		head = append(head, "\r\n\r\n"...)
-		if l.opts.WriteTimeout > 0 {
-			c.SetWriteDeadline(time.Now().Add(l.opts.WriteTimeout))
-			deadlines = true
-		}
-		var written int64
+		body := resp.Body
 		if req.Method == "HEAD" {
-			_, err = c.Write(head)
-		} else {
-			bufs := net.Buffers{head, resp.Body}
-			written, err = bufs.WriteTo(c)
-			written = max(0, written-int64(len(head)))
+			body = nil
 		}
+		deadlines = deadlines || l.opts.WriteTimeout > 0
+		written, err := l.write(c, head, body)
+		l.answered.Add(1)
 		l.answer.Answered(&req, &resp, written, err)
-		if err != nil {
+		if err != nil || closing {
 			return
 		}
 	}
+}
+
+// write sends head and body, in one writev if the body is at most
+// writePiece long, and returns the bytes of body written. Each piece of
+// writePiece bytes gets WriteTimeout afresh.
+func (l *Lane) write(c *net.TCPConn, head, body []byte) (int64, error) {
+	var written int64
+	for first := true; first || len(body) > 0; first = false {
+		if l.opts.WriteTimeout > 0 {
+			c.SetWriteDeadline(time.Now().Add(l.opts.WriteTimeout))
+		}
+		n := min(len(body), writePiece)
+		bufs := net.Buffers{body[:n]}
+		if first {
+			bufs = net.Buffers{head, body[:n]}
+		}
+		m, err := bufs.WriteTo(c)
+		if first {
+			m -= int64(len(head))
+		}
+		written += max(0, m)
+		if err != nil {
+			return written, err
+		}
+		body = body[n:]
+	}
+	return written, nil
 }
