@@ -13,7 +13,7 @@ func (s *Server) routes() http.Handler {
 	rt.handleNoHead("/imageapi/generate-token/{username}/", get(s.limitAccounts(s.handleGenerateToken)))
 	rt.handle("/imageapi/retrieve-token/{username}/", get(s.limitAccounts(s.handleRetrieveToken)))
 	rt.handle("/imageapi/token/{token}/upload-image/", map[string]http.Handler{http.MethodPost: http.HandlerFunc(s.handleUpload)})
-	rt.handle("/imageapi/token/{token}/get-image/{id}/", get(s.handleGetImage)) // seedGetRoute
+	rt.handle("/imageapi/token/{token}/get-image/{id}/", get(s.handleGetImage)) // seedGetRoute: the fast lane answers it too
 	rt.handle("/imageapi/token/{token}/get-image-list/", get(s.handleListImages))
 	rt.handle("/imageapi/token/{token}/delete-image/{id}/", map[string]http.Handler{http.MethodDelete: http.HandlerFunc(s.handleDeleteImage)})
 	rt.handle("/imageapi/token/{token}/update-image/{id}/", map[string]http.Handler{http.MethodPatch: http.HandlerFunc(s.handleUpdateImage)})
