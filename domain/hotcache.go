@@ -150,7 +150,7 @@ func (s *Service) Cached(ctx context.Context, u User, id string, gz bool) (img I
 	if err != nil {
 		return Image{}, nil, false
 	}
-	uh := userHashOf(u.Name)
+	uh := s.userHash(u.Name)
 	key := uh + "/" + img.Blob
 	if gz {
 		key = storedCacheKey(blobKey(uh, img.Blob))
@@ -176,7 +176,7 @@ func (s *Service) Content(ctx context.Context, u User, id string) (Image, []byte
 	if c == nil || img.Size > c.maxItem {
 		return img, nil, nil
 	}
-	uh := userHashOf(u.Name)
+	uh := s.userHash(u.Name)
 	if data, ok := c.get(uh + "/" + img.Blob); ok {
 		c.hits.Add(1)
 		return img, data, nil

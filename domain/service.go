@@ -91,6 +91,7 @@ type Service struct {
 
 	tokens    *boundedMap[string, string] // username by token: see Authenticate
 	userCache *boundedMap[string, User]   // users by name, for a SoleWriter
+	hashes    *boundedMap[string, string] // userHashOf by username: see userHash
 	hot       *hotCache                   // nil when off
 	variants  *variantState               // see variants.go
 }
@@ -160,6 +161,7 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 		seed:    maphash.MakeSeed(), queues: map[string]*indexQueue{},
 		tokens:    newBoundedMap[string, string](maxCachedTokens),
 		userCache: newBoundedMap[string, User](maxCachedTokens),
+		hashes:    newBoundedMap[string, string](maxCachedTokens),
 		hot:       newHotCache(cfg.HotCacheBytes),
 		variants:  newVariantState(),
 	}
@@ -254,7 +256,7 @@ func (s *Service) User(ctx context.Context, username string) (User, error) {
 	if !ValidUsername(username) {
 		return User{}, ErrUserNotFound
 	}
-	uh := userHashOf(username)
+	uh := s.userHash(username)
 	if s.cfg.SoleWriter {
 		if u, ok := s.userCache.get(uh); ok {
 			return u, nil
@@ -321,7 +323,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (User, error) 
 // List returns the user's images in upload order (a replaced image keeps
 // its place).
 func (s *Service) List(ctx context.Context, u User) ([]Image, error) {
-	ix, _, err := s.loadIndex(ctx, userHashOf(u.Name))
+	ix, _, err := s.loadIndex(ctx, s.userHash(u.Name))
 	return ix.Images, err
 }
 
@@ -330,7 +332,7 @@ func (s *Service) Image(ctx context.Context, u User, id string) (Image, error) {
 	if !ValidID(id) {
 		return Image{}, ErrImageNotFound
 	}
-	ix, _, err := s.loadIndex(ctx, userHashOf(u.Name))
+	ix, _, err := s.loadIndex(ctx, s.userHash(u.Name))
 	if err != nil {
 		return Image{}, err
 	}
@@ -384,7 +386,7 @@ const (
 )
 
 func (s *Service) openStored(ctx context.Context, u User, id string, caching storedCaching) (img Image, rc io.ReadCloser, storedSize int64, err error) {
-	uh := userHashOf(u.Name)
+	uh := s.userHash(u.Name)
 	c := s.hot
 	if caching == cacheNever {
 		c = nil

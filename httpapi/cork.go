@@ -21,7 +21,11 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // their own. Without ConnContext, or on a system without TCP_CORK, it does
 // nothing.
 func corked(ctx context.Context) (uncork func()) {
-	c, ok := ctx.Value(connKey{}).(*net.TCPConn)
+	nc, _ := ctx.Value(connKey{}).(net.Conn)
+	if w, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = w.NetConn() // handed over by the fast lane
+	}
+	c, ok := nc.(*net.TCPConn)
 	if !ok || !setCork(c, true) {
 		return func() {}
 	}

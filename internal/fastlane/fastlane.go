@@ -6,20 +6,18 @@
 // request for cached bytes does not need: a goroutine started for each
 // request to watch the connection, the headers and the body sent by two
 // writes, a map of headers built and sorted. A Lane sits between a
-// listener and an http.Server. It looks at each request of a connection
-// without taking it off the socket (MSG_PEEK); if the whole head is there,
-// is a plain GET or HEAD of HTTP/1.1 with no body, and its Answerer answers
-// it, the lane takes the head off the socket and sends the answer, headers
-// and body, in one writev. Anything else, from a head split over two
-// packets to a header the Answerer does not know, leaves the connection
-// exactly as the client sent it, and the lane passes it to the
-// http.Server, which serves it from then on: net/http stays the authority
-// on every request the lane is not sure of.
-//
-// On systems other than Linux a Lane hands over every connection at once.
+// listener and an http.Server. It reads each request of a connection in
+// one read; if that read holds the whole head, a plain GET or HEAD of
+// HTTP/1.1 with no body, and its Answerer answers it, the lane sends the
+// answer, headers and body, in one writev. Anything else, from a head
+// split over two packets to a header the Answerer does not know, goes to
+// the http.Server with the connection, which serves it from then on, the
+// bytes the lane read given back first: net/http stays the authority on
+// every request the lane is not sure of.
 package fastlane
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -219,7 +217,7 @@ func (l *Lane) acceptLoop() {
 		}
 		delay = 0
 		tc, ok := c.(*net.TCPConn)
-		if !ok || !supported {
+		if !ok {
 			go l.handOver(c)
 			continue
 		}
@@ -261,11 +259,6 @@ func (l *Lane) track(c *net.TCPConn, on bool) {
 // serve answers c's requests until one is not the lane's, then hands c
 // over; or until c fails or ends, and closes it.
 func (l *Lane) serve(c *net.TCPConn) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		l.handOver(c)
-		return
-	}
 	l.track(c, true)
 	handed := false
 	defer func() {
@@ -279,6 +272,7 @@ func (l *Lane) serve(c *net.TCPConn) {
 	}()
 	var (
 		buf        = make([]byte, headSize)
+		have       int // bytes read into buf, not yet answered
 		req        = Request{RemoteAddr: c.RemoteAddr().String(), Fields: make([]Field, 0, 8)}
 		resp       Response
 		head       = make([]byte, 0, 512)
@@ -288,19 +282,24 @@ func (l *Lane) serve(c *net.TCPConn) {
 	)
 	wait := cmp.Or(l.opts.HeaderTimeout, l.opts.IdleTimeout)
 	for {
-		if wait > 0 {
-			c.SetReadDeadline(time.Now().Add(wait))
-			deadlines = true
+		if have == 0 {
+			if wait > 0 {
+				c.SetReadDeadline(time.Now().Add(wait))
+				deadlines = true
+			}
+			wait = l.opts.IdleTimeout
+			if l.shutting.Load() { // after the deadline: see Shutdown
+				return
+			}
+			n, err := c.Read(buf)
+			if err != nil || l.shutting.Load() {
+				return
+			}
+			have = n
 		}
-		wait = l.opts.IdleTimeout
-		if l.shutting.Load() { // after the deadline: see Shutdown
-			return
-		}
-		n, err := peek(rc, buf)
-		if err != nil || n == 0 || l.shutting.Load() {
-			return
-		}
-		size, ok := parse(buf[:n], &req)
+		// One read: a head that came in several packets, or whose end is
+		// still to come after pipelined requests, is net/http's.
+		size, ok := parse(buf[:have], &req)
 		if ok {
 			req.Start = time.Now()
 			resp.Header, resp.Body, resp.Tag = resp.Header[:0], nil, 0
@@ -312,12 +311,7 @@ func (l *Lane) serve(c *net.TCPConn) {
 			}
 			handed = true
 			l.track(c, false)
-			l.handOver(c)
-			return
-		}
-		// Take the head off the socket.
-		if err := consume(rc, buf[:size]); err != nil {
-			l.answer.Answered(&req, &resp, 0, err)
+			l.handOver(&handedConn{TCPConn: c, pending: bytes.Clone(buf[:have])})
 			return
 		}
 		if s := req.Start.Unix(); s != dateSecond || date == nil {
@@ -343,6 +337,9 @@ func (l *Lane) serve(c *net.TCPConn) {
 		written, err := l.write(c, head, body)
 		l.answered.Add(1)
 		l.answer.Answered(&req, &resp, written, err)
+		// The request's bytes are no longer needed: pipelined ones move
+		// to the front.
+		have = copy(buf, buf[size:have])
 		if err != nil || closing {
 			return
 		}
@@ -375,3 +372,24 @@ func (l *Lane) write(c *net.TCPConn, head, body []byte) (int64, error) {
 	}
 	return written, nil
 }
+
+// handedConn is a connection handed to net/http: its reads return first
+// the bytes the lane read and did not answer, then the socket's. It is the
+// *net.TCPConn in every other way (sendfile by ReadFrom, CloseWrite,
+// SyscallConn, deadlines).
+type handedConn struct {
+	*net.TCPConn
+	pending []byte
+}
+
+func (h *handedConn) Read(p []byte) (int, error) {
+	if len(h.pending) > 0 {
+		n := copy(p, h.pending)
+		h.pending = h.pending[n:]
+		return n, nil
+	}
+	return h.TCPConn.Read(p)
+}
+
+// NetConn returns the connection under h, as tls.Conn's NetConn does.
+func (h *handedConn) NetConn() net.Conn { return h.TCPConn }
