@@ -17,10 +17,10 @@
 package fastlane
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"runtime/debug"
@@ -292,9 +292,11 @@ func (l *Lane) serve(c *net.TCPConn) {
 				return
 			}
 			n, err := c.Read(buf)
-			if err != nil || l.shutting.Load() {
-				return
+			if err != nil {
+				return // a Shutdown's deadline, too
 			}
+			// A request read as Shutdown began is still answered, with
+			// Connection: close, or handed over (and closed then).
 			have = n
 		}
 		// One read: a head that came in several packets, or whose end is
@@ -306,12 +308,14 @@ func (l *Lane) serve(c *net.TCPConn) {
 			ok = l.answer.Answer(&req, &resp)
 		}
 		if !ok {
+			// Untracked first, so that no Shutdown sets a deadline after
+			// this clears them.
+			handed = true
+			l.track(c, false)
 			if deadlines {
 				c.SetDeadline(time.Time{})
 			}
-			handed = true
-			l.track(c, false)
-			l.handOver(&handedConn{TCPConn: c, pending: bytes.Clone(buf[:have])})
+			l.handOver(&handedConn{TCPConn: c, pending: buf[:have]})
 			return
 		}
 		if s := req.Start.Unix(); s != dateSecond || date == nil {
@@ -373,10 +377,12 @@ func (l *Lane) write(c *net.TCPConn, head, body []byte) (int64, error) {
 	return written, nil
 }
 
-// handedConn is a connection handed to net/http: its reads return first
-// the bytes the lane read and did not answer, then the socket's. It is the
-// *net.TCPConn in every other way (sendfile by ReadFrom, CloseWrite,
-// SyscallConn, deadlines).
+// handedConn is a connection handed to net/http: its reads (Read, and
+// WriteTo for io.Copy) return first the bytes the lane read and did not
+// answer, then the socket's. It is the *net.TCPConn in every other way
+// (sendfile by ReadFrom, CloseWrite, deadlines); a reader that goes to the
+// socket itself (SyscallConn, File) must first Read the pending bytes,
+// which net/http's first read of 4 KiB always does.
 type handedConn struct {
 	*net.TCPConn
 	pending []byte
@@ -386,9 +392,28 @@ func (h *handedConn) Read(p []byte) (int, error) {
 	if len(h.pending) > 0 {
 		n := copy(p, h.pending)
 		h.pending = h.pending[n:]
+		if len(h.pending) == 0 {
+			h.pending = nil // the lane's buffer, freed
+		}
 		return n, nil
 	}
 	return h.TCPConn.Read(p)
+}
+
+// WriteTo writes the pending bytes to w, then what the socket yields.
+func (h *handedConn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(h.pending) > 0 {
+		m, err := w.Write(h.pending)
+		n += int64(m)
+		h.pending = h.pending[m:]
+		if err != nil {
+			return n, err
+		}
+		h.pending = nil
+	}
+	m, err := h.TCPConn.WriteTo(w)
+	return n + m, err
 }
 
 // NetConn returns the connection under h, as tls.Conn's NetConn does.
