@@ -432,7 +432,7 @@ func (g *gunzipReadCloser) Close() error { return g.c.Close() }
 
 func (s *Service) deleteBlob(ctx context.Context, userHash, name string) {
 	if s.hot != nil {
-		s.hot.remove(userHash + "/" + name)
+		s.hot.remove(contentCacheKey(userHash, name))
 		s.hot.remove(storedCacheKey(blobKey(userHash, name)))
 	}
 	err := s.store.Delete(context.WithoutCancel(ctx), blobKey(userHash, name))

@@ -151,7 +151,7 @@ func (s *Service) Cached(ctx context.Context, u User, id string, gz bool) (img I
 		return Image{}, nil, false
 	}
 	uh := s.userHash(u.Name)
-	key := uh + "/" + img.Blob
+	key := contentCacheKey(uh, img.Blob)
 	if gz {
 		key = storedCacheKey(blobKey(uh, img.Blob))
 	}
@@ -177,7 +177,7 @@ func (s *Service) Content(ctx context.Context, u User, id string) (Image, []byte
 		return img, nil, nil
 	}
 	uh := s.userHash(u.Name)
-	if data, ok := c.get(uh + "/" + img.Blob); ok {
+	if data, ok := c.get(contentCacheKey(uh, img.Blob)); ok {
 		c.hits.Add(1)
 		return img, data, nil
 	}
@@ -194,7 +194,7 @@ func (s *Service) Content(ctx context.Context, u User, id string) (Image, []byte
 		return Image{}, nil, fmt.Errorf("image %s: %w: %w", id, ErrDamaged, err)
 	}
 	c.misses.Add(1)
-	c.put(uh+"/"+img.Blob, data)
+	c.put(contentCacheKey(uh, img.Blob), data)
 	return img, data, nil
 }
 
@@ -235,8 +235,11 @@ func gunzipAll(r io.Reader, size int64) ([]byte, error) {
 const maxStoredCacheItem = 1 << 20
 
 // storedCacheKey is the hot cache's key for a blob's stored (compressed)
-// bytes (see OpenStored); decompressed bytes are kept under userHash/blob.
+// bytes (see OpenStored); contentCacheKey for its decompressed bytes (see
+// Content).
 func storedCacheKey(blobKey string) string { return "stored/" + blobKey }
+
+func contentCacheKey(userHash, blob string) string { return userHash + "/" + blob }
 
 // memBlob is a blob's stored bytes served from memory. It keeps
 // *bytes.Reader's Len and WriteTo visible (io.NopCloser would hide Len), so

@@ -266,7 +266,7 @@ func (s *Service) makeVariant(ctx context.Context, uh string, img Image, p Varia
 // images if they are there.
 func (s *Service) readOriginal(ctx context.Context, uh string, img Image) ([]byte, error) {
 	if c := s.hot; c != nil {
-		if data, ok := c.get(uh + "/" + img.Blob); ok {
+		if data, ok := c.get(contentCacheKey(uh, img.Blob)); ok {
 			return data, nil
 		}
 	}
