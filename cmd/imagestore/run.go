@@ -406,10 +406,11 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 	defer cancel()
 	laneDone := make(chan error, 1)
 	go func() {
+		var err error
 		if lane != nil {
-			laneDone <- lane.Shutdown(sctx)
+			err = lane.Shutdown(sctx)
 		}
-		close(laneDone)
+		laneDone <- err
 	}()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()

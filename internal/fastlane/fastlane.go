@@ -276,7 +276,6 @@ func (l *Lane) serve(c *net.TCPConn) {
 		req        = Request{RemoteAddr: c.RemoteAddr().String(), Fields: make([]Field, 0, 8)}
 		resp       Response
 		head       = make([]byte, 0, 512)
-		deadlines  bool // a deadline was set: net/http must not inherit it
 		date       []byte
 		dateSecond int64
 	)
@@ -285,7 +284,6 @@ func (l *Lane) serve(c *net.TCPConn) {
 		if have == 0 {
 			if wait > 0 {
 				c.SetReadDeadline(time.Now().Add(wait))
-				deadlines = true
 			}
 			wait = l.opts.IdleTimeout
 			if l.shutting.Load() { // after the deadline: see Shutdown
@@ -309,12 +307,10 @@ func (l *Lane) serve(c *net.TCPConn) {
 		}
 		if !ok {
 			// Untracked first, so that no Shutdown sets a deadline after
-			// this clears them.
+			// this clears the lane's: net/http must not inherit them.
 			handed = true
 			l.track(c, false)
-			if deadlines {
-				c.SetDeadline(time.Time{})
-			}
+			c.SetDeadline(time.Time{})
 			l.handOver(&handedConn{TCPConn: c, pending: buf[:have]})
 			return
 		}
@@ -337,9 +333,8 @@ func (l *Lane) serve(c *net.TCPConn) {
 		if req.Method == "HEAD" {
 			body = nil
 		}
-		deadlines = deadlines || l.opts.WriteTimeout > 0
+		l.answered.Add(1) // before the answer, so that its client sees it counted
 		written, err := l.write(c, head, body)
-		l.answered.Add(1)
 		l.answer.Answered(&req, &resp, written, err)
 		// The request's bytes are no longer needed: pipelined ones move
 		// to the front.
