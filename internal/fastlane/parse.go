@@ -61,18 +61,18 @@ func parse(b []byte, req *Request) (int, bool) {
 			}
 		}
 		switch {
-		case equalFold(name, "host"):
+		case EqualFold(name, "host"):
 			hosts++
 			if hosts > 1 || !validHost(value) {
 				return 0, false
 			}
-		case equalFold(name, "connection"):
-			if !equalFold(value, "keep-alive") {
+		case EqualFold(name, "connection"):
+			if !EqualFold(value, "keep-alive") {
 				return 0, false // close, upgrade or a list: net/http's
 			}
-		case equalFold(name, "content-length"), equalFold(name, "transfer-encoding"),
-			equalFold(name, "expect"), equalFold(name, "upgrade"), equalFold(name, "te"),
-			equalFold(name, "trailer"):
+		case EqualFold(name, "content-length"), EqualFold(name, "transfer-encoding"),
+			EqualFold(name, "expect"), EqualFold(name, "upgrade"), EqualFold(name, "te"),
+			EqualFold(name, "trailer"):
 			return 0, false
 		}
 		req.Fields = append(req.Fields, Field{Name: name, Value: value})
@@ -113,8 +113,9 @@ func validHost(v []byte) bool {
 	return true
 }
 
-// equalFold reports whether b is s in ASCII, ignoring case; s is lower case.
-func equalFold(b []byte, s string) bool {
+// EqualFold reports whether b is s in ASCII, ignoring case; s is lower
+// case (a header name, a token).
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -129,7 +130,3 @@ func equalFold(b []byte, s string) bool {
 	}
 	return true
 }
-
-// EqualFold reports whether the header name b is name, which is in lower
-// case, ignoring case.
-func EqualFold(b []byte, name string) bool { return equalFold(b, name) }

@@ -246,7 +246,7 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("target: lane %q, net/http %q", req.Target, hr.RequestURI)
 		}
 		for _, f := range req.Fields {
-			if equalFold(f.Name, "host") {
+			if EqualFold(f.Name, "host") {
 				// ReadRequest moves Host from Header to Request.Host.
 				if hr.Host != string(f.Value) {
 					t.Errorf("Host: lane %q, net/http %q", f.Value, hr.Host)
