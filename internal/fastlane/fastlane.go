@@ -112,6 +112,9 @@ type Lane struct {
 	stopped   chan struct{} // closed when the inner listener's Accept fails
 	acceptErr error         // why, set before stopped is closed
 
+	closeOnce sync.Once
+	closeErr  error // the inner listener's Close
+
 	shutting         atomic.Bool
 	answered, handed atomic.Int64 // see Stats
 
@@ -152,8 +155,13 @@ func (l *Lane) Stats() (answered, handedOver int64) {
 }
 
 // Close closes the listener: no connection is accepted any more. The
-// connections the lane serves go on; see Shutdown.
-func (l *Lane) Close() error { return l.inner.Close() }
+// connections the lane serves go on; see Shutdown. Only the first call
+// closes; later ones return its result, so that Shutdown and an
+// http.Server's Shutdown can run at once, both closing the listener.
+func (l *Lane) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.inner.Close() })
+	return l.closeErr
+}
 
 // Addr returns the listener's address.
 func (l *Lane) Addr() net.Addr { return l.inner.Addr() }

@@ -180,3 +180,36 @@ func TestShutdownClosesAfterAnswer(t *testing.T) {
 		t.Error("Shutdown did not return")
 	}
 }
+
+// TestShutdownBesideServer checks that the lane's Shutdown and the
+// http.Server's, which both close the listener, succeed in either order:
+// a server stops them both at once.
+func TestShutdownBesideServer(t *testing.T) {
+	for _, laneFirst := range []bool{true, false} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lane := fastlane.New(ln, &hookAnswerer{}, fastlane.Options{})
+		srv := &http.Server{Handler: http.NotFoundHandler()}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(lane) }()
+		ctx := context.Background()
+		first, second := lane.Shutdown, srv.Shutdown
+		if !laneFirst {
+			first, second = second, first
+		}
+		if err := first(ctx); err != nil {
+			t.Errorf("lane first %v: the first Shutdown: %v", laneFirst, err)
+		}
+		if err := second(ctx); err != nil {
+			t.Errorf("lane first %v: the second Shutdown: %v", laneFirst, err)
+		}
+		if err := lane.Close(); err != nil {
+			t.Errorf("lane first %v: Close after both: %v", laneFirst, err)
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("lane first %v: Serve returned %v, want http.ErrServerClosed", laneFirst, err)
+		}
+	}
+}
