@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -255,37 +255,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return serve(ctx, cfg, getenv, stderr)
 }
 
-// goProcs is Go's own GOMAXPROCS for this process (the CPUs it may use:
-// in a container, its CPU limit), read before setProcs changes it.
-var goProcs = runtime.GOMAXPROCS(0)
-
-// serverProcs returns how many goroutines the server runs at once: as
-// many as the GOMAXPROCS environment variable says if it is set (Go has
-// applied it already), else twice goProcs.
-//
-// An upload is mostly waits: for the network, for the fsync of its image,
-// for its list's batch, for its folder's flush. Its goroutine wakes after
-// each for a little work. With one P per CPU, such a goroutine often
-// waited for a P while both were held, and the CPUs went idle between
-// bursts: Go's scheduler-latency profile counted 4-9 ms of these waits per
-// upload at 16 clients on two CPUs. Twice as many Ps leave the waiting to
-// the kernel's scheduler, which interleaves threads finely: on two CPUs,
-// uploads at 16 clients went from about 1,100 to 1,300/s, and downloads
-// stayed within their noise (BENCHMARKS.md, "Twice as many Ps").
-func serverProcs(getenv func(string) string) int {
-	if getenv("GOMAXPROCS") != "" {
-		return runtime.GOMAXPROCS(0)
-	}
-	return 2 * goProcs
-}
-
-// setProcs applies serverProcs and returns it.
-func setProcs(getenv func(string) string) int {
-	n := serverProcs(getenv)
-	runtime.GOMAXPROCS(n)
-	return n
-}
-
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.logLevel}
 	if cfg.logFormat == "json" {
@@ -379,7 +348,9 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext:       httpapi.ConnContext,
 	}
-	procs := setProcs(getenv)
+	// After domain.New: the variants' slots follow the CPUs, not the
+	// extra Ps (they bound memory, and each variant is CPU work).
+	procs := setProcs(getenv, func() bool { return cpuLimited(os.DirFS("/")) })
 	log.Info("listening", "addr", ln.Addr().String(), "store", store.desc,
 		"max_upload", int64(cfg.maxUpload), "max_pixels", cfg.maxPixels, "gzip_level", cfg.gzipLevel,
 		"gomaxprocs", procs)

@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -415,34 +414,6 @@ func waitRun(t *testing.T, done <-chan error, stderr *syncBuffer) error {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("run did not return within 5s of its context's end; stderr:\n%s", stderr.String())
 		return nil
-	}
-}
-
-// TestServerProcs checks how many goroutines the server runs at once:
-// twice Go's own GOMAXPROCS, unless the GOMAXPROCS variable says
-// otherwise; and that run applies it and logs it.
-func TestServerProcs(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	if got := serverProcs(noEnv); got != 2*goProcs {
-		t.Errorf("without GOMAXPROCS: %d, want twice Go's own %d", got, goProcs)
-	}
-	runtime.GOMAXPROCS(3) // as Go does at start for GOMAXPROCS=3
-	if got := serverProcs(envOf(map[string]string{"GOMAXPROCS": "3"})); got != 3 {
-		t.Errorf("with GOMAXPROCS=3: %d, want 3", got)
-	}
-
-	stderr := &syncBuffer{}
-	_, done, cancel := startRun(t, t.TempDir(), stderr)
-	defer cancel()
-	if got := runtime.GOMAXPROCS(0); got != 2*goProcs {
-		t.Errorf("GOMAXPROCS while serving: %d, want %d", got, 2*goProcs)
-	}
-	if want := fmt.Sprintf(" gomaxprocs=%d", 2*goProcs); !strings.Contains(stderr.String(), want) {
-		t.Errorf("the listening line lacks %q:\n%s", want, stderr.String())
-	}
-	cancel()
-	if err := waitRun(t, done, stderr); err != nil {
-		t.Fatalf("run: %v", err)
 	}
 }
 
