@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -62,6 +63,9 @@ type Config struct {
 	// MaxVariantSize is the largest width or height a variant may be
 	// asked for (see OpenVariant); 0 means DefaultMaxVariantSize.
 	MaxVariantSize int
+	// CPUs is how many CPUs the service's CPU-bound work (making
+	// variants) may keep busy at once; 0 means runtime.GOMAXPROCS(0).
+	CPUs int
 	// StripMetadata removes the metadata segments of JPEG uploads and
 	// replacements (Exif with its GPS position, XMP, IPTC, comments) as
 	// they stream in, without touching the pixels: see stripmeta.go.
@@ -151,6 +155,12 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 	if cfg.MaxVariantSize == 0 {
 		cfg.MaxVariantSize = DefaultMaxVariantSize
 	}
+	if cfg.CPUs < 0 {
+		return nil, fmt.Errorf("CPU count %d is negative", cfg.CPUs)
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = runtime.GOMAXPROCS(0)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -163,7 +173,7 @@ func New(store storage.Store, cfg Config) (*Service, error) {
 		userCache: newBoundedMap[string, User](maxCachedTokens),
 		hashes:    newBoundedMap[string, string](maxCachedTokens),
 		hot:       newHotCache(cfg.HotCacheBytes),
-		variants:  newVariantState(),
+		variants:  newVariantState(cfg.CPUs),
 	}
 	if st, ok := store.(storage.Stager); ok && cfg.SoleWriter {
 		s.stager = st

@@ -337,12 +337,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{MaxPixels: 1, GzipLevel: 0},
 		{MaxPixels: 1, GzipLevel: 10},
 		{MaxPixels: -1, GzipLevel: 6},
+		{GzipLevel: 6, CPUs: -1},
 	} {
 		if _, err := domain.New(st, cfg); err == nil {
 			t.Errorf("New(%+v): got nil error, want an error", cfg)
 		}
 	}
-	for _, cfg := range []domain.Config{domain.DefaultConfig, {GzipLevel: 1}, {GzipLevel: 9, MaxPixels: 0}} {
+	for _, cfg := range []domain.Config{domain.DefaultConfig, {GzipLevel: 1}, {GzipLevel: 9, MaxPixels: 0}, {GzipLevel: 6, CPUs: 2}} {
 		svc, err := domain.New(st, cfg)
 		if err != nil {
 			t.Errorf("New(%+v): got %v, want nil", cfg, err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -465,12 +464,12 @@ type variantCall struct {
 	err  error
 }
 
-func newVariantState() *variantState {
+func newVariantState(cpus int) *variantState {
 	// Each variant being made may hold a whole decoded image (up to
 	// MaxPixels pixels): a few at a time keep memory bounded, and are
-	// as many as the processors can run anyway.
+	// as many as the CPUs can run anyway.
 	return &variantState{
-		slots: make(chan struct{}, min(runtime.GOMAXPROCS(0), 4)),
+		slots: make(chan struct{}, min(cpus, 4)),
 		large: make(chan struct{}, 1),
 		calls: map[string]*variantCall{},
 	}

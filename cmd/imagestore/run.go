@@ -284,6 +284,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 		MaxVariantSize: cfg.variantMaxSize,
 		StripMetadata:  cfg.stripMetadata,
 		GzipAll:        cfg.gzipAll,
+		CPUs:           goProcs, // the CPUs, not the server's extra Ps: see setProcs
 	})
 	if err != nil {
 		return err
@@ -348,8 +349,6 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stderr i
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext:       httpapi.ConnContext,
 	}
-	// After domain.New: the variants' slots follow the CPUs, not the
-	// extra Ps (they bound memory, and each variant is CPU work).
 	procs := setProcs(getenv, func() bool { return cpuLimited(os.DirFS("/")) })
 	log.Info("listening", "addr", ln.Addr().String(), "store", store.desc,
 		"max_upload", int64(cfg.maxUpload), "max_pixels", cfg.maxPixels, "gzip_level", cfg.gzipLevel,
